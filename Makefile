@@ -1,0 +1,34 @@
+# Everyday entry points: make demo, make test, make lint, make lab, make bench.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint lab bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m scanner demo --out results/demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check scanner tests benchmarks
+	$(PY) -m mypy scanner
+
+lab: $(STAMP)
+	$(PY) -m scanner lab serve --profile mixed --domains 200 --seed 1 --dir results/lab
+
+bench: $(STAMP)
+	$(PY) benchmarks/survey.py --domains 345000
+
+clean:
+	rm -rf $(VENV) results/demo results/lab
