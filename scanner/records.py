@@ -181,6 +181,7 @@ class DomainMxRecord:
     chain_valid: bool | None
     name_match: bool | None
     strict_ok: bool  # tls_ok and chain valid and the leaf names this MX host
+    address_status: DnsStatus = DnsStatus.OK  # of the MX host's A/AAAA lookup
 
 
 @dataclass(frozen=True, slots=True)
