@@ -1,0 +1,208 @@
+"""Command line: arguments -> ScanConfig -> pipeline. The only place with tqdm and print."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import resource
+import shlex
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from scanner.config import (
+    ConfigError,
+    Exclusions,
+    Identity,
+    Limits,
+    ScanConfig,
+    Timeouts,
+    TrustStore,
+)
+
+# Descriptors the process keeps for itself (resolver sockets, output files, the lab in tests).
+_FD_RESERVE = 256
+
+
+class CliError(Exception):
+    """A one-line error for the user; no traceback."""
+
+
+def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
+    t, lim = Timeouts(), Limits()
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                   help="domain lists: text, CSV top list (rank,domain) or zone file; .gz ok")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR",
+                   help="output directory for the Parquet datasets and manifest.json")
+    p.add_argument("--resolver", action="append", default=[], metavar="HOST[:PORT]",
+                   help="DNS resolver to use (repeatable; default: the system's resolvers)")
+    p.add_argument("--port", type=int, default=25, help="SMTP port (default 25)")
+    p.add_argument("--concurrency", type=int, default=lim.max_in_flight,
+                   help=f"SMTP conversations in flight (default {lim.max_in_flight})")
+    p.add_argument("--per-address", type=int, default=lim.per_address,
+                   help="concurrent connections per mail server address (default 1)")
+    p.add_argument("--per-provider", type=int, default=lim.per_provider,
+                   help=f"concurrent connections per mail provider (default {lim.per_provider})")
+    p.add_argument("--dns-concurrency", type=int, default=lim.dns_in_flight)
+    p.add_argument("--timeout-dns", type=float, default=t.dns_query, metavar="S")
+    p.add_argument("--timeout-connect", type=float, default=t.connect, metavar="S")
+    p.add_argument("--timeout-greeting", type=float, default=t.greeting, metavar="S")
+    p.add_argument("--timeout-command", type=float, default=t.command, metavar="S")
+    p.add_argument("--timeout-starttls", type=float, default=t.starttls, metavar="S")
+    p.add_argument("--timeout-handshake", type=float, default=t.handshake, metavar="S")
+    p.add_argument("--deadline", type=float, default=t.per_address, metavar="S",
+                   help=f"whole-conversation deadline per address (default {t.per_address:g})")
+    p.add_argument("--ehlo-name", default=Identity().ehlo_name,
+                   help="the name this scan announces in EHLO: use a host you control")
+    p.add_argument("--trust-anchor", action="append", default=[], type=Path, metavar="PEM",
+                   help="extra trusted roots, added to Mozilla's (repeatable)")
+    p.add_argument("--exclude", type=Path, metavar="FILE",
+                   help="domains and CIDR networks never contacted (one per line)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted scan")
+    p.add_argument("--limit", type=int, metavar="N", help="scan only the first N domains")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--lab", type=Path, metavar="LABDIR",
+                   help="scan a running lab: resolver, port and CA from LABDIR/lab.json; "
+                        "loopback addresses are probed")
+    p.add_argument("--batch-rows", type=int, default=lim.batch_rows, help=argparse.SUPPRESS)
+
+
+def read_exclusions(path: Path) -> Exclusions:
+    """Parse an exclusion file: one domain or CIDR network per line, `#` comments."""
+    domains: set[str] = set()
+    networks = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read exclusion list {path}: {exc}") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        entry = line.split("#", 1)[0].strip().lower().rstrip(".")
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+            continue
+        except ValueError:
+            pass
+        if " " in entry or "/" in entry:
+            raise CliError(f"{path}:{n}: not a domain or network: {line.strip()!r}")
+        domains.add(entry)
+    return Exclusions(domains=frozenset(domains), networks=tuple(networks), source=str(path))
+
+
+def capped_concurrency(requested: int, dns: int) -> tuple[int, str | None]:
+    """Cap in-flight conversations to what the file-descriptor limit allows."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    allowed = max(1, soft - _FD_RESERVE - dns)
+    if requested > allowed:
+        return allowed, (f"--concurrency {requested} exceeds what the file-descriptor limit "
+                         f"({soft}) allows; capped at {allowed}")
+    return requested, None
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
+    """Build the one ScanConfig from the parsed arguments; also return notices for the user."""
+    notices: list[str] = []
+    resolvers = list(args.resolver)
+    port = args.port
+    anchors = list(args.trust_anchor)
+    lab_mode = False
+    if args.lab is not None:
+        lab_json = args.lab / "lab.json"
+        try:
+            lab = json.loads(lab_json.read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"no running lab at {args.lab}: {exc}") from None
+        resolvers = resolvers or [lab["resolver"]]
+        port = lab["smtp_port"] if port == 25 else port
+        anchors.append(Path(lab["ca_pem"]))
+        lab_mode = True
+    for anchor in anchors:
+        if not anchor.is_file():
+            raise CliError(f"trust anchor {anchor} does not exist")
+    concurrency, notice = capped_concurrency(args.concurrency, args.dns_concurrency)
+    if notice:
+        notices.append(notice)
+    exclusions = read_exclusions(args.exclude) if args.exclude else Exclusions()
+    config = ScanConfig(
+        output=args.output, inputs=tuple(args.inputs), resolvers=tuple(resolvers), port=port,
+        timeouts=Timeouts(dns_query=args.timeout_dns, connect=args.timeout_connect,
+                          greeting=args.timeout_greeting, command=args.timeout_command,
+                          starttls=args.timeout_starttls, handshake=args.timeout_handshake,
+                          per_address=args.deadline),
+        limits=Limits(max_in_flight=concurrency, per_address=args.per_address,
+                      per_provider=args.per_provider, dns_in_flight=args.dns_concurrency,
+                      batch_rows=args.batch_rows),
+        identity=Identity(ehlo_name=args.ehlo_name), exclusions=exclusions,
+        trust=TrustStore(extra_anchors=tuple(anchors)), lab_mode=lab_mode,
+        resume=args.resume, limit=args.limit)
+    return config, notices
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from scanner.scan_command import run_scan_command
+
+    config, notices = config_from_args(args)
+    for notice in notices:
+        print(f"scanner: {notice}", file=sys.stderr)
+    return run_scan_command(config, progress=not args.no_progress,
+                            argv=" ".join(shlex.quote(a) for a in sys.argv[1:]))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from scanner.demo import run_demo
+
+    return run_demo(args.out, domains=args.domains)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from scanner.stats_command import run_stats_command
+
+    return run_stats_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(prog="scanner", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    scan = sub.add_parser("scan", help="survey the mail servers of a list of domains")
+    _add_scan_arguments(scan)
+    scan.set_defaults(func=_cmd_scan)
+    demo = sub.add_parser("demo", help="start the lab, scan the sample list, print the tables")
+    demo.add_argument("--out", type=Path, default=Path("results/demo"))
+    demo.add_argument("--domains", type=int, default=200)
+    demo.set_defaults(func=_cmd_demo)
+    stats = sub.add_parser("stats", help="survey tables from a results directory")
+    stats.add_argument("outdir", type=Path)
+    stats.add_argument("--format", choices=("table", "markdown", "json", "csv"),
+                       default="table")
+    stats.set_defaults(func=_cmd_stats)
+    from scanner.lab.cli import add_lab_commands
+
+    add_lab_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `scanner` and `python -m scanner`."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except (CliError, ConfigError) as exc:
+        print(f"scanner: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scanner: interrupted", file=sys.stderr)
+        return 130
+
+
+def install_signal_handlers(task: asyncio.Task[object]) -> None:
+    """SIGINT/SIGTERM cancel the scan task; the pipeline flushes and marks the manifest."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)

@@ -1,0 +1,237 @@
+"""The scan: inputs -> dns -> one probe per address -> rollup -> sink, streaming.
+
+Inputs stream and concurrency is bounded: at most `limits.domains_in_flight` domains sit between
+DNS and rollup, at most `limits.max_in_flight` SMTP conversations run, at most
+`limits.per_provider` of them to one provider. The probe table maps each (address) to its
+pending probe, so an address is probed once however many domains use it, and its summary fans
+out to every domain. A domain's row is buffered only after the host rows it depends on, so a
+committed checkpoint never holds a domain without its hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from publicsuffixlist import PublicSuffixList
+
+from scanner.config import ScanConfig
+from scanner.dns import MailResolver
+from scanner.inputs import InputStats, read_domains
+from scanner.probe import HostAnalyser
+from scanner.records import DomainInput, DomainRecord, HostRecord, MailHosts, ProbeTarget
+from scanner.rollup import rollup_domain, rollup_excluded, rollup_invalid
+from scanner.sink.manifest import ScanManifest
+from scanner.sink.parquet import DatasetWriter
+from scanner.sink.summary import HostSummary
+from scanner.status import InputStatus
+from scanner.tls.context import make_probe_context
+from scanner.tls.verify import ChainVerifier
+from scanner.vantage import VantageWatch
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """What the pipeline reports as it goes; the CLI draws bars from it, tests count calls."""
+
+    def on_domain_done(self, record: DomainRecord) -> None: ...
+
+    def on_probe_done(self, record: HostRecord) -> None: ...
+
+
+class _NoProgress:
+    def on_domain_done(self, record: DomainRecord) -> None:
+        pass
+
+    def on_probe_done(self, record: HostRecord) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class ScanCounts:
+    """Totals for the manifest and the final summary."""
+
+    domains: int = 0
+    skipped_resumed: int = 0
+    probes: int = 0
+    probes_resumed: int = 0
+    certificates: int = 0
+    classes: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class Scan:
+    """One scan run; `run()` is the entry point."""
+
+    def __init__(self, config: ScanConfig, progress: Progress | None = None) -> None:
+        self.config = config
+        self.progress: Progress = progress or _NoProgress()
+        self.counts = ScanCounts()
+        self.input_stats = InputStats()
+        self._table: dict[str, HostSummary | asyncio.Future[HostSummary]] = {}
+        self._names_in_flight: dict[str, list[str]] = {}
+        self._provider_sems: dict[str, asyncio.Semaphore] = {}
+        self._psl = PublicSuffixList()
+        self._done_lines: set[int] = set()
+        self.vantage = VantageWatch(settle_after=config.timeouts.per_address)
+        self._tg: asyncio.TaskGroup | None = None
+
+    def _provider_of(self, mx_hostname: str) -> str:
+        """The MX host's registrable domain: the unit of the per-provider connection cap."""
+        return self._psl.privatesuffix(mx_hostname) or mx_hostname
+
+    async def run(self) -> ScanCounts:
+        """Scan every input; flush and write the manifest however it ends."""
+        cfg = self.config
+        writer = DatasetWriter(cfg.output, batch_rows=cfg.limits.batch_rows,
+                               flush_seconds=cfg.limits.flush_seconds, resume=cfg.resume)
+        manifest = ScanManifest.start(cfg, writer)
+        resolver = MailResolver(cfg.resolvers, cfg.timeouts, cfg.limits)
+        tls = make_probe_context()
+        verifier = ChainVerifier(cfg.trust.extra_anchors, cfg.trust.use_mozilla, cfg.started_at)
+        analyser = HostAnalyser(cfg, tls, verifier)
+        if cfg.resume:
+            state = writer.load_resume_state()
+            self._done_lines = set(state.line_nos)
+            for summary in state.hosts:
+                self._table[summary.ip] = summary
+            analyser.seen_certificates.update(state.certificates)
+            self.counts.probes_resumed = len(state.hosts)
+        probe_sem = asyncio.Semaphore(cfg.limits.max_in_flight)
+        domain_sem = asyncio.Semaphore(cfg.limits.domains_in_flight)
+        state_name = "interrupted"
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                for item in self._inputs():
+                    await domain_sem.acquire()
+                    tg.create_task(self._domain(item, resolver, analyser, writer, probe_sem,
+                                                domain_sem))
+            state_name = "finished"
+        finally:
+            try:
+                writer.close()
+            finally:
+                await resolver.close()
+                manifest.finish(state_name, self._manifest_counts())
+        return self.counts
+
+    def _inputs(self) -> Iterator[DomainInput]:
+        valid = 0
+        for item in read_domains(self.config.inputs, stats=self.input_stats):
+            if self.config.limit is not None and item.status is InputStatus.OK:
+                valid += 1
+                if valid > self.config.limit:
+                    return
+            if item.line_no in self._done_lines:
+                self.counts.skipped_resumed += 1
+                continue
+            yield item
+
+    def _manifest_counts(self) -> dict[str, object]:
+        c = self.counts
+        return {"domains": c.domains, "domains_resumed": c.skipped_resumed, "probes": c.probes,
+                "probes_resumed": c.probes_resumed, "certificates": c.certificates,
+                "starttls_class": dict(sorted(c.classes.items())),
+                "outcome": dict(sorted(c.outcomes.items())),
+                "inputs": self.input_stats.as_dict()}
+
+    async def _domain(self, item: DomainInput, resolver: MailResolver, analyser: HostAnalyser,
+                      writer: DatasetWriter, probe_sem: asyncio.Semaphore,
+                      domain_sem: asyncio.Semaphore) -> None:
+        try:
+            if item.status is not InputStatus.OK or item.domain is None:
+                self._finish_domain(writer, rollup_invalid(item), ())
+                return
+            if self.config.exclusions.excludes_domain(item.domain):
+                self._finish_domain(writer, rollup_excluded(item), ())
+                return
+            mail = await resolver.resolve_mail_hosts(item.domain)
+            summaries = await self._probe_all(mail, analyser, writer, probe_sem)
+            record, edges = rollup_domain(item, mail, self.config.port, summaries)
+            self._finish_domain(writer, record, edges)
+        finally:
+            domain_sem.release()
+
+    def _finish_domain(self, writer: DatasetWriter, record: DomainRecord,
+                       edges: tuple[object, ...]) -> None:
+        for edge in edges:
+            writer.append_domain_mx(edge)  # type: ignore[arg-type]
+        writer.append_domain(record)
+        writer.maybe_flush()
+        self.counts.domains += 1
+        key = record.starttls_class.value
+        self.counts.classes[key] = self.counts.classes.get(key, 0) + 1
+        self.progress.on_domain_done(record)
+
+    async def _probe_all(self, mail: MailHosts, analyser: HostAnalyser, writer: DatasetWriter,
+                         probe_sem: asyncio.Semaphore) -> dict[str, HostSummary]:
+        """Summaries for every address of the domain, probing those never seen before."""
+        waits: dict[str, asyncio.Future[HostSummary]] = {}
+        ready: dict[str, HostSummary] = {}
+        for host in mail.hosts:
+            for ip in host.addresses:
+                if ip in ready or ip in waits:
+                    continue
+                entry = self._table.get(ip)
+                if isinstance(entry, HostSummary):
+                    ready[ip] = entry
+                    continue
+                if entry is None:
+                    entry = asyncio.get_running_loop().create_future()
+                    self._table[ip] = entry
+                    self._names_in_flight[ip] = []
+                    target = ProbeTarget(ip=ip, port=self.config.port, mx_hostname=host.name)
+                    assert self._tg is not None
+                    self._tg.create_task(self._probe(target, entry, analyser, writer, probe_sem))
+                else:
+                    names = self._names_in_flight.get(ip)
+                    if names is not None and host.name not in names and len(names) < 100:
+                        names.append(host.name)
+                waits[ip] = entry
+        for ip, fut in waits.items():
+            ready[ip] = await asyncio.shield(fut)
+        return ready
+
+    async def _probe(self, target: ProbeTarget, fut: asyncio.Future[HostSummary],
+                     analyser: HostAnalyser, writer: DatasetWriter,
+                     probe_sem: asyncio.Semaphore) -> None:
+        provider = self._provider_of(target.mx_hostname)
+        sem = self._provider_sems.get(provider)
+        if sem is None:
+            sem = self._provider_sems[provider] = asyncio.Semaphore(
+                self.config.limits.per_provider)
+        try:
+            async with probe_sem, sem:
+                record, certs = await analyser.analyse(
+                    target, self._names_in_flight.get(target.ip, ()))
+            await self.vantage.admit(record)
+            for cert in certs:
+                writer.append_certificate(cert)
+            writer.append_host(record)
+            summary = HostSummary.from_record(record)
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc if isinstance(exc, Exception)
+                                  else asyncio.CancelledError())
+                fut.exception()  # retrieved here; waiters see it through shield
+            raise
+        finally:
+            self._names_in_flight.pop(target.ip, None)
+        self._table[target.ip] = summary
+        if not fut.done():
+            fut.set_result(summary)
+        self.counts.probes += 1
+        self.counts.certificates += len(certs)
+        key = record.outcome.value
+        self.counts.outcomes[key] = self.counts.outcomes.get(key, 0) + 1
+        self.progress.on_probe_done(record)
+
+
+async def run_scan(config: ScanConfig, progress: Progress | None = None) -> ScanCounts:
+    """Run a whole scan with the given configuration."""
+    return await Scan(config, progress).run()

@@ -1,0 +1,86 @@
+"""The probe phase: one distinct address -> HostRecord (+ certificates not seen before).
+
+Separable from DNS and rollup so that an internet-scale survey can run it sharded by address.
+Certificates are parsed once per distinct SHA-256 and chains verified once per distinct chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from datetime import UTC, datetime
+from collections.abc import Iterable
+
+from scanner.config import ScanConfig
+from scanner.outcome import host_outcome
+from scanner.records import CertificateRecord, HostRecord, ProbeTarget, SmtpProbe
+from scanner.smtp import SmtpProber
+from scanner.status import ConnectStatus, HostOutcome
+from scanner.tls.certs import leaf_names, parse_certificate
+from scanner.tls.context import ProbeContext
+from scanner.tls.verify import ChainVerifier
+
+
+def is_public_address(ip: str) -> bool:
+    """False for loopback, private, link-local, multicast, reserved and unspecified addresses."""
+    return ipaddress.ip_address(ip).is_global
+
+
+class HostAnalyser:
+    """Probes addresses and judges what they presented; one instance per scan."""
+
+    def __init__(self, config: ScanConfig, tls: ProbeContext, verifier: ChainVerifier) -> None:
+        self._config = config
+        self._prober = SmtpProber(config, tls)
+        self._verifier = verifier
+        # names each certificate carries, by sha256: small, unlike the parsed records with DER
+        self._names: dict[str, tuple[str, ...]] = {}
+        self.seen_certificates: set[str] = set()
+
+    def skip_reason(self, ip: str) -> ConnectStatus | None:
+        """Why an address must not be contacted, or None."""
+        if self._config.exclusions.excludes_address(ip):
+            return ConnectStatus.EXCLUDED
+        if not self._config.lab_mode and not is_public_address(ip):
+            return ConnectStatus.PRIVATE_ADDRESS
+        return None
+
+    async def analyse(self, target: ProbeTarget, mx_hostnames: Iterable[str] = ()
+                      ) -> tuple[HostRecord, list[CertificateRecord]]:
+        """Probe the target (unless excluded) and build its host row and new certificates."""
+        skip = self.skip_reason(target.ip)
+        if skip is not None:
+            probe = SmtpProbe(ip=target.ip, port=target.port, started_at=datetime.now(UTC),
+                              connect_status=skip)
+        else:
+            probe = await self._prober.probe_address(target)
+        return self.judge(probe, tuple(dict.fromkeys((target.mx_hostname, *mx_hostnames))))
+
+    def judge(self, probe: SmtpProbe, mx_hostnames: tuple[str, ...]
+              ) -> tuple[HostRecord, list[CertificateRecord]]:
+        """Outcome, certificates and chain verdict for a finished probe."""
+        outcome = host_outcome(probe)
+        new_certs: list[CertificateRecord] = []
+        chain_sha = tuple(hashlib.sha256(der).hexdigest() for der in probe.chain_der)
+        for sha, der in zip(chain_sha, probe.chain_der, strict=True):
+            if sha not in self.seen_certificates:
+                self.seen_certificates.add(sha)
+                new_certs.append(self._parse(sha, der))
+        names: tuple[str, ...] = ()
+        verdict = None
+        if probe.chain_der:
+            if chain_sha[0] not in self._names:
+                self._parse(chain_sha[0], probe.chain_der[0])
+            names = self._names[chain_sha[0]]
+            verdict = self._verifier.verify(probe.chain_der)
+        elif outcome is HostOutcome.TLS_OK:
+            verdict = self._verifier.verify(())
+        record = HostRecord(probe=probe, outcome=outcome, mx_hostnames=mx_hostnames,
+                            leaf_sha256=chain_sha[0] if chain_sha else None,
+                            chain_sha256=chain_sha, chain=verdict, leaf_names=names)
+        return record, new_certs
+
+    def _parse(self, sha: str, der: bytes) -> CertificateRecord:
+        rec = parse_certificate(der)
+        self._names[sha] = leaf_names(rec) if rec.parse_ok else ()
+        return rec

@@ -1,0 +1,149 @@
+"""`scanner scan`: start-up checks, the progress display, the pipeline, the final summary."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+
+from tqdm import tqdm
+
+from scanner.config import ScanConfig
+from scanner.dns import MailResolver
+from scanner.inputs import InputError, check_inputs
+from scanner.pipeline import Scan, ScanCounts
+from scanner.records import DomainRecord, HostRecord
+from scanner.sink.parquet import OutputError
+from scanner.vantage import VantageFailure
+
+
+class TqdmProgress:
+    """Two bars: domains done (with class counts) and probes done (with outcome counts)."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.classes: Counter[str] = Counter()
+        self.outcomes: Counter[str] = Counter()
+        self._domains = tqdm(total=total, unit="dom", desc="domains", disable=not enabled,
+                             position=0, dynamic_ncols=True, smoothing=0.05)
+        self._probes = tqdm(unit="host", desc="probes ", disable=not enabled, position=1,
+                            dynamic_ncols=True, smoothing=0.05)
+
+    def on_domain_done(self, record: DomainRecord) -> None:
+        self.classes[record.starttls_class.value] += 1
+        self._domains.update(1)
+        if self._domains.n % 50 == 0:
+            self._domains.set_postfix(dict(self.classes.most_common(5)), refresh=False)
+
+    def on_probe_done(self, record: HostRecord) -> None:
+        self.outcomes[record.outcome.value] += 1
+        self._probes.update(1)
+        if self._probes.n % 20 == 0:
+            self._probes.set_postfix(dict(self.outcomes.most_common(5)), refresh=False)
+
+    def close(self) -> None:
+        self._domains.set_postfix(dict(self.classes.most_common(5)), refresh=True)
+        self._probes.set_postfix(dict(self.outcomes.most_common(5)), refresh=True)
+        self._domains.close()
+        self._probes.close()
+
+
+def _count_lines(config: ScanConfig) -> int | None:
+    """Input lines, for the progress bar's ETA (cheap: one streaming pass)."""
+    import gzip
+
+    total = 0
+    try:
+        for path in config.inputs:
+            with path.open("rb") as raw:
+                magic = raw.read(2)
+            opener = gzip.open if magic == b"\x1f\x8b" else open
+            with opener(path, "rb") as fh:
+                total += sum(1 for _ in fh)
+    except OSError:
+        return None
+    return total
+
+
+async def _preflight(config: ScanConfig) -> None:
+    resolver = MailResolver(config.resolvers, config.timeouts, config.limits)
+    try:
+        problem = await resolver.check_resolver()
+    finally:
+        await resolver.close()
+    if problem:
+        raise OutputError(problem)
+
+
+def _summary(counts: ScanCounts, config: ScanConfig) -> str:
+    lines = [f"scanned {counts.domains} domains ({counts.skipped_resumed} already done), "
+             f"{counts.probes} mail server addresses probed ({counts.probes_resumed} reused), "
+             f"{counts.certificates} distinct certificates"]
+    if counts.classes:
+        total = sum(counts.classes.values())
+        parts = ", ".join(f"{k} {v} ({100 * v / total:.1f}%)"
+                          for k, v in sorted(counts.classes.items(), key=lambda kv: -kv[1]))
+        lines.append(f"starttls_class: {parts}")
+    if counts.outcomes:
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.outcomes.items(),
+                                                        key=lambda kv: -kv[1]))
+        lines.append(f"host outcomes: {parts}")
+    lines.append(f"results: {config.output}")
+    return "\n".join(lines)
+
+
+def _first_of(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception a user should hear about from a task group's failure."""
+    for wanted in (VantageFailure, OutputError, InputError):
+        match, _rest = group.split(wanted)
+        if match is not None:
+            exc: BaseException = match
+            while isinstance(exc, BaseExceptionGroup):
+                exc = exc.exceptions[0]
+            return exc
+    exc = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
+    """Run a scan from the CLI; returns the exit code."""
+    try:
+        check_inputs(config.inputs)
+    except InputError as exc:
+        print(f"scanner: error: {exc}", file=sys.stderr)
+        return 2
+    display = TqdmProgress(_count_lines(config) if progress else None, progress)
+    scan = Scan(config, display)
+    resume_hint = f"resume with: scanner {argv}" + ("" if config.resume else " --resume")
+
+    async def main() -> ScanCounts:
+        await _preflight(config)
+        task = asyncio.current_task()
+        assert task is not None
+        from scanner.cli import install_signal_handlers
+
+        install_signal_handlers(task)  # type: ignore[arg-type]
+        return await scan.run()
+
+    try:
+        try:
+            counts = asyncio.run(main())
+        except BaseExceptionGroup as group:
+            raise _first_of(group) from group
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        display.close()
+        print(f"scanner: interrupted; everything written so far is kept. {resume_hint}",
+              file=sys.stderr)
+        return 130
+    except VantageFailure as exc:
+        display.close()
+        print(f"scanner: stopped: {exc}", file=sys.stderr)
+        return 3
+    except (OutputError, InputError) as exc:
+        display.close()
+        print(f"scanner: error: {exc}", file=sys.stderr)
+        return 2
+    display.close()
+    print(_summary(counts, config))
+    return 0

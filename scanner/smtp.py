@@ -1,0 +1,410 @@
+"""probe_address: one SMTP conversation with one mail server address.
+
+Connect, read the final `220 ` greeting, EHLO, STARTTLS when offered, TLS handshake, EHLO again,
+QUIT. Never MAIL, RCPT or DATA. Each step runs under its own timeout inside the per-address
+deadline; every outcome becomes a status in this module, and the record keeps what was learned
+before the conversation ended. Replies are bounded by aiosmtplib's protocol (8 KiB per line,
+32 KiB per reply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiosmtplib.errors import (
+    SMTPReadTimeoutError,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+)
+from aiosmtplib.protocol import SMTPProtocol
+from aiosmtplib.response import SMTPResponse
+
+from scanner.config import ScanConfig
+from scanner.ehlo_parse import (
+    ehlo_extensions,
+    has_control_bytes,
+    split_reply_lines,
+    starttls_masked,
+    starttls_offered,
+)
+from scanner.records import ProbeTarget, SmtpProbe, TlsFacts
+from scanner.status import ConnectStatus, HandshakeStatus, ReplyStatus, StartTlsStatus
+from scanner.tls.context import ProbeContext, unverified_chain_der
+
+log = logging.getLogger(__name__)
+
+
+class _ReplyError(Exception):
+    """A reply step ended without a usable reply; carries the step status."""
+
+    def __init__(self, status: ReplyStatus, detail: str, code: int | None = None,
+                 text: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.text = text
+
+
+@dataclass(slots=True)
+class _Probe:
+    """Mutable scratch state of one conversation, frozen into an SmtpProbe at the end."""
+
+    fields: dict[str, object] = field(default_factory=dict)
+    step: str = "connect"
+
+
+def reply_status(code: int) -> ReplyStatus:
+    """Map a negative reply code to a status; 2xx/3xx are OK."""
+    if 200 <= code < 400:
+        return ReplyStatus.OK
+    if code == 421:
+        return ReplyStatus.REJECTED_421
+    if 400 <= code < 500:
+        return ReplyStatus.REJECTED_4XX
+    if code == 554:
+        return ReplyStatus.REJECTED_554
+    if 500 <= code < 600:
+        return ReplyStatus.REJECTED_5XX
+    return ReplyStatus.PROTOCOL_ERROR
+
+
+def connect_status_from(exc: BaseException) -> ConnectStatus:
+    """Classify a failed TCP connect."""
+    if isinstance(exc, TimeoutError):
+        return ConnectStatus.TIMEOUT
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectStatus.REFUSED
+    if isinstance(exc, ConnectionResetError):
+        return ConnectStatus.RESET
+    if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH,
+                                                   errno.EADDRNOTAVAIL):
+        return ConnectStatus.UNREACHABLE
+    return ConnectStatus.ERROR
+
+
+def _reply_error_from(exc: BaseException) -> _ReplyError:
+    """Turn an exception raised while waiting for a reply into a _ReplyError."""
+    if isinstance(exc, _ReplyError):
+        return exc
+    if isinstance(exc, SMTPReadTimeoutError | TimeoutError):
+        return _ReplyError(ReplyStatus.TIMEOUT, str(exc) or "timeout")
+    if isinstance(exc, SMTPResponseException) and exc.code == -1:
+        if "too long" in exc.message:
+            return _ReplyError(ReplyStatus.REPLY_TOO_LONG, exc.message)
+        return _ReplyError(ReplyStatus.PROTOCOL_ERROR, exc.message)
+    if isinstance(exc, SMTPServerDisconnected):
+        if isinstance(exc.__cause__, ConnectionResetError):
+            return _ReplyError(ReplyStatus.RESET, f"{exc}: {exc.__cause__}")
+        return _ReplyError(ReplyStatus.CLOSED, str(exc))
+    if isinstance(exc, ConnectionResetError):
+        return _ReplyError(ReplyStatus.RESET, str(exc))
+    if isinstance(exc, ConnectionError):
+        return _ReplyError(ReplyStatus.CLOSED, str(exc))
+    return _ReplyError(ReplyStatus.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+_STARTTLS_FROM_REPLY = {
+    ReplyStatus.TIMEOUT: StartTlsStatus.TIMEOUT,
+    ReplyStatus.CLOSED: StartTlsStatus.CLOSED,
+    ReplyStatus.RESET: StartTlsStatus.RESET,
+    ReplyStatus.PROTOCOL_ERROR: StartTlsStatus.PROTOCOL_ERROR,
+    ReplyStatus.REPLY_TOO_LONG: StartTlsStatus.REPLY_TOO_LONG,
+    ReplyStatus.REJECTED_421: StartTlsStatus.REJECTED_4XX,
+    ReplyStatus.REJECTED_4XX: StartTlsStatus.REJECTED_4XX,
+    ReplyStatus.REJECTED_554: StartTlsStatus.REJECTED_5XX,
+    ReplyStatus.REJECTED_5XX: StartTlsStatus.REJECTED_5XX,
+    ReplyStatus.INTERNAL_ERROR: StartTlsStatus.INTERNAL_ERROR,
+}
+
+# OpenSSL reasons meaning "what came back is not TLS at all" (plaintext after the 220).
+_NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST",
+                    "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE", "UNEXPECTED_RECORD")
+
+
+def handshake_status_from(exc: BaseException) -> tuple[HandshakeStatus, str | None]:
+    """Classify a failed TLS handshake; the second value is the alert name when one was sent."""
+    if isinstance(exc, TimeoutError):
+        return HandshakeStatus.TIMEOUT, None
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or "").upper()
+        if "ALERT" in reason:
+            alert = reason.split("ALERT_", 1)[-1].lower()
+            return HandshakeStatus.ALERT, alert
+        if isinstance(exc, ssl.SSLEOFError) or "EOF" in reason:
+            return HandshakeStatus.CLOSED, None
+        if any(r in reason for r in _NOT_TLS_REASONS):
+            return HandshakeStatus.PROTOCOL_ERROR, None
+        return HandshakeStatus.FAILED, None
+    if isinstance(exc, ConnectionResetError):
+        return HandshakeStatus.RESET, None
+    if isinstance(exc, ConnectionAbortedError):
+        return HandshakeStatus.TIMEOUT, None
+    if isinstance(exc, ConnectionError | EOFError):
+        return HandshakeStatus.CLOSED, None
+    return HandshakeStatus.INTERNAL_ERROR, None
+
+
+def _ms(since: float) -> int:
+    return int((time.monotonic() - since) * 1000)
+
+
+class SmtpProber:
+    """Talks to addresses with one shared TLS context; one instance per scan."""
+
+    def __init__(self, config: ScanConfig, tls: ProbeContext) -> None:
+        self._config = config
+        self._tls = tls
+        self._ehlo = config.identity.ehlo_name.encode("ascii")
+
+    async def probe_address(self, target: ProbeTarget) -> SmtpProbe:
+        """One conversation with target; never raises except on cancellation."""
+        started_at = datetime.now(UTC)
+        t0 = time.monotonic()
+        state = _Probe()
+        f = state.fields
+        transport: asyncio.BaseTransport | None = None
+        protocol: SMTPProtocol | None = None
+        try:
+            async with asyncio.timeout(self._config.timeouts.per_address):
+                protocol, transport = await self._converse(target, state)
+        except TimeoutError:
+            self._mark_deadline(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # our own bug: recorded apart from what servers did
+            log.exception("internal error probing %s", target.ip)
+            self._mark_internal(state, exc)
+        finally:
+            transport = protocol.transport if protocol is not None and protocol.transport \
+                else transport
+            if transport is not None:
+                transport.abort()
+        f.setdefault("connect_status", ConnectStatus.OK)
+        return SmtpProbe(ip=target.ip, port=target.port, started_at=started_at,
+                         total_ms=_ms(t0), **f)  # type: ignore[arg-type]
+
+    def _mark_deadline(self, state: _Probe) -> None:
+        """The per-address deadline fired: the step under way timed out."""
+        f = state.fields
+        detail = f"per-address deadline of {self._config.timeouts.per_address:g}s"
+        f["error_detail"] = f.get("error_detail") or detail
+        step = state.step
+        if step == "connect":
+            f["connect_status"] = ConnectStatus.TIMEOUT
+        elif step == "starttls":
+            f["starttls_status"] = StartTlsStatus.TIMEOUT
+        elif step == "handshake":
+            f["handshake_status"] = HandshakeStatus.TIMEOUT
+        elif step in ("greeting", "ehlo", "ehlo_tls"):
+            f[f"{step}_status"] = ReplyStatus.TIMEOUT
+        # "quit": everything was already learned; a slow goodbye changes nothing
+
+    def _mark_internal(self, state: _Probe, exc: BaseException) -> None:
+        f = state.fields
+        f["error_detail"] = f"internal error at {state.step}: {type(exc).__name__}: {exc}"
+        step = state.step
+        if step == "connect":
+            f["connect_status"] = ConnectStatus.INTERNAL_ERROR
+        elif step == "starttls":
+            f["starttls_status"] = StartTlsStatus.INTERNAL_ERROR
+        elif step == "handshake":
+            f["handshake_status"] = HandshakeStatus.INTERNAL_ERROR
+        elif step in ("greeting", "ehlo", "ehlo_tls"):
+            f[f"{step}_status"] = ReplyStatus.INTERNAL_ERROR
+
+    async def _read(self, protocol: SMTPProtocol, command: bytes | None,
+                    timeout: float) -> SMTPResponse:
+        """Send command (None: just read, for the greeting) and return the reply."""
+        try:
+            if command is None:
+                reply = await protocol.read_response(timeout=timeout)
+            else:
+                reply = await protocol.execute_command(command, timeout=timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise _reply_error_from(exc) from exc
+        if has_control_bytes(reply.message):
+            raise _ReplyError(ReplyStatus.PROTOCOL_ERROR, "control bytes in reply",
+                              reply.code, reply.message)
+        return reply
+
+    async def _converse(self, target: ProbeTarget,
+                        state: _Probe) -> tuple[SMTPProtocol | None, asyncio.BaseTransport | None]:
+        cfg = self._config.timeouts
+        f = state.fields
+        loop = asyncio.get_running_loop()
+
+        # connect
+        t = time.monotonic()
+        try:
+            async with asyncio.timeout(cfg.connect):
+                transport, protocol = await loop.create_connection(
+                    lambda: SMTPProtocol(loop=loop), host=target.ip, port=target.port)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            f["connect_status"] = connect_status_from(exc)
+            f["connect_ms"] = _ms(t)
+            f["error_detail"] = f"{type(exc).__name__}: {exc}"
+            return None, None
+        f["connect_status"] = ConnectStatus.OK
+        f["connect_ms"] = _ms(t)
+
+        # greeting: aiosmtplib waits for the final "220 " line of a multi-line greeting
+        state.step = "greeting"
+        t = time.monotonic()
+        try:
+            greeting = await self._read(protocol, None, cfg.greeting)
+        except _ReplyError as err:
+            f["greeting_status"] = err.status
+            f["greeting_ms"] = _ms(t)
+            f["greeting_code"] = err.code
+            f["banner"] = err.text
+            f["error_detail"] = f"greeting: {err}"
+            return protocol, transport
+        f["greeting_ms"] = _ms(t)
+        f["greeting_code"] = greeting.code
+        f["banner"] = greeting.message
+        if greeting.code != 220:
+            f["greeting_status"] = reply_status(greeting.code) if greeting.code >= 400 \
+                else ReplyStatus.PROTOCOL_ERROR
+            f["error_detail"] = f"greeting: {greeting.code}"
+            await self._quit(protocol, state)
+            return protocol, transport
+        f["greeting_status"] = ReplyStatus.OK
+
+        # EHLO; HELO is no substitute: it cannot tell whether STARTTLS is offered
+        state.step = "ehlo"
+        t = time.monotonic()
+        try:
+            ehlo = await self._read(protocol, b"EHLO " + self._ehlo, cfg.command)
+        except _ReplyError as err:
+            f["ehlo_status"] = err.status
+            f["ehlo_ms"] = _ms(t)
+            f["ehlo_code"] = err.code
+            f["error_detail"] = f"EHLO: {err}"
+            return protocol, transport
+        f["ehlo_ms"] = _ms(t)
+        f["ehlo_code"] = ehlo.code
+        lines = split_reply_lines(ehlo.message)
+        f["ehlo_lines"] = lines[1:]
+        if ehlo.code != 250:
+            f["ehlo_status"] = reply_status(ehlo.code) if ehlo.code >= 400 \
+                else ReplyStatus.PROTOCOL_ERROR
+            f["error_detail"] = f"EHLO: {ehlo.code} {ehlo.message[:200]}"
+            await self._quit(protocol, state)
+            return protocol, transport
+        f["ehlo_status"] = ReplyStatus.OK
+        extensions = ehlo_extensions(lines[1:])
+        f["ehlo_extensions"] = extensions
+        offered = starttls_offered(extensions)
+        f["starttls_offered"] = offered
+        if not offered:
+            f["starttls_status"] = StartTlsStatus.MASKED if starttls_masked(extensions) \
+                else StartTlsStatus.NOT_OFFERED
+            await self._quit(protocol, state)
+            return protocol, transport
+
+        # STARTTLS command
+        state.step = "starttls"
+        t = time.monotonic()
+        try:
+            reply = await self._read(protocol, b"STARTTLS", cfg.starttls)
+        except _ReplyError as err:
+            f["starttls_status"] = _STARTTLS_FROM_REPLY[err.status]
+            f["starttls_ms"] = _ms(t)
+            f["starttls_code"] = err.code
+            f["error_detail"] = f"STARTTLS: {err}"
+            return protocol, transport
+        f["starttls_ms"] = _ms(t)
+        f["starttls_code"] = reply.code
+        f["starttls_reply"] = reply.message
+        if reply.code != 220:
+            if reply.code == 454:
+                f["starttls_status"] = StartTlsStatus.TLS_UNAVAILABLE_454
+            else:
+                status = reply_status(reply.code)
+                f["starttls_status"] = _STARTTLS_FROM_REPLY.get(status,
+                                                                StartTlsStatus.PROTOCOL_ERROR)
+            await self._quit(protocol, state)
+            return protocol, transport
+        f["starttls_status"] = StartTlsStatus.OK
+
+        # TLS handshake
+        state.step = "handshake"
+        tls_transport = await self._handshake(protocol, transport, state)
+        if tls_transport is None:
+            return protocol, transport
+
+        # EHLO again, over TLS (RFC 3207 §4.2: the client discards what it knew)
+        state.step = "ehlo_tls"
+        try:
+            ehlo2 = await self._read(protocol, b"EHLO " + self._ehlo, cfg.command)
+        except _ReplyError as err:
+            f["ehlo_tls_status"] = err.status
+            f["error_detail"] = f"EHLO after TLS: {err}"
+            return protocol, tls_transport
+        f["ehlo_tls_status"] = reply_status(ehlo2.code) if ehlo2.code != 250 else ReplyStatus.OK
+        if ehlo2.code == 250:
+            f["ehlo_tls_extensions"] = ehlo_extensions(split_reply_lines(ehlo2.message)[1:])
+        await self._quit(protocol, state)
+        return protocol, tls_transport
+
+    async def _handshake(self, protocol: SMTPProtocol, transport: asyncio.BaseTransport,
+                         state: _Probe) -> asyncio.BaseTransport | None:
+        """Upgrade to TLS; record the facts and the chain as sent, or why it failed."""
+        f = state.fields
+        loop = asyncio.get_running_loop()
+        timeout = self._config.timeouts.handshake
+        # RFC 3207 §4.2: a compliant server sends nothing between its 220 and the handshake;
+        # anything buffered is discarded, as aiosmtplib's own start_tls does.
+        del protocol._buffer[:]
+        t = time.monotonic()
+        ssl_object = None
+        try:
+            async with asyncio.timeout(timeout):
+                tls_transport = await loop.start_tls(
+                    transport, protocol, self._tls.ssl_context, server_side=False,  # type: ignore[arg-type]
+                    ssl_handshake_timeout=timeout + 1.0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            status, alert = handshake_status_from(exc)
+            f["handshake_status"] = status
+            f["tls_alert"] = alert
+            f["handshake_ms"] = _ms(t)
+            f["error_detail"] = f"handshake: {type(exc).__name__}: {exc}"
+            return None
+        f["handshake_ms"] = _ms(t)
+        if tls_transport is None:
+            f["handshake_status"] = HandshakeStatus.CLOSED
+            return None
+        protocol.transport = tls_transport  # type: ignore[assignment]
+        protocol._over_ssl = True
+        ssl_object = tls_transport.get_extra_info("ssl_object")
+        facts: TlsFacts | None = None
+        if ssl_object is not None:
+            facts = self._tls.facts_for(ssl_object)
+            f["chain_der"] = unverified_chain_der(ssl_object)
+            self._tls.forget(ssl_object)
+        f["tls"] = facts
+        f["handshake_status"] = HandshakeStatus.OK
+        return tls_transport
+
+    async def _quit(self, protocol: SMTPProtocol, state: _Probe) -> None:
+        """Say goodbye politely; its outcome changes nothing already learned."""
+        state.step = "quit"
+        try:
+            await protocol.execute_command(b"QUIT", timeout=min(2.0,
+                                                               self._config.timeouts.command))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the conversation's facts are already recorded
+            pass
