@@ -1,0 +1,137 @@
+"""Survey statistics, computed once, from the Parquet datasets alone.
+
+The CLI (`scanner stats`), the demo and the notebooks use these functions, so their numbers
+never disagree. Denominators are stated with every share:
+- the domain table (Norway 2010): per starttls_class and strict_class, over all input lines and
+  over "mail domains" (domains with at least one mail server that answered SMTP);
+- the host table (Facebook 2014): over distinct addresses that answered SMTP, STARTTLS offered,
+  TLS negotiated, forward secrecy (share of TLS hosts), strict-valid (share of TLS hosts).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+
+from scanner.sink.dataset import read_dataset
+
+MAIL_CLASSES = ("all", "some", "none")
+DOMAIN_CLASSES = ("all", "some", "none", "unreachable", "no_mx", "null_mx", "dns_error",
+                  "invalid", "excluded")
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """A count and its share of a stated denominator (percent, None when the denominator is 0)."""
+
+    count: int
+    of: int
+
+    @property
+    def percent(self) -> float | None:
+        return None if self.of == 0 else 100.0 * self.count / self.of
+
+
+@dataclass(slots=True)
+class DomainTable:
+    """Per-domain classes with both denominators."""
+
+    input_lines: int = 0
+    mail_domains: int = 0  # classes all/some/none: at least one MX answered SMTP
+    starttls: dict[str, int] = field(default_factory=dict)
+    strict: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class HostTable:
+    """Per-address facts over the addresses that answered SMTP."""
+
+    probed: int = 0  # addresses contacted (excluded and private ones are not)
+    answered: int = 0  # EHLO completed
+    starttls_offered: int = 0
+    tls_ok: int = 0
+    forward_secrecy: int = 0  # among tls_ok
+    strict_valid: int = 0  # among tls_ok: chain valid and the leaf names an MX name that led here
+    outcomes: dict[str, int] = field(default_factory=dict)
+    tls_versions: dict[str, int] = field(default_factory=dict)
+    verify_errors: dict[str, int] = field(default_factory=dict)
+    kex_groups: dict[str, int] = field(default_factory=dict)
+    weak_dh: int = 0  # DHE with a prime of 1024 bits or less (logjam)
+
+
+def domain_table(outdir: Path) -> DomainTable:
+    """The Norway table: starttls_class and strict_class counts with their denominators."""
+    t = read_dataset(outdir, "domains", columns=["starttls_class", "strict_class"])
+    table = DomainTable(input_lines=t.num_rows)
+    table.starttls = _counts(t.column("starttls_class").to_pylist())
+    table.strict = _counts(t.column("strict_class").to_pylist())
+    table.mail_domains = sum(table.starttls.get(c, 0) for c in MAIL_CLASSES)
+    return table
+
+
+def host_table(outdir: Path) -> HostTable:
+    """The Facebook table and the failure taxonomy, per distinct address."""
+    hosts = read_dataset(outdir, "hosts", columns=[
+        "ip", "outcome", "ehlo_status", "starttls_offered", "tls_version", "forward_secrecy",
+        "kex_group", "kex_bits", "verify_error"])
+    edges = read_dataset(outdir, "domain_mx", columns=["ip", "strict_ok"])
+    strict_ips = set(pc.filter(edges.column("ip"),
+                               pc.fill_null(edges.column("strict_ok"), False)).to_pylist())
+    table = HostTable()
+    rows = hosts.to_pylist()
+    for row in rows:
+        outcome = row["outcome"]
+        table.outcomes[outcome] = table.outcomes.get(outcome, 0) + 1
+        if outcome in ("excluded", "private_address"):
+            continue
+        table.probed += 1
+        if row["ehlo_status"] != "ok":
+            continue
+        table.answered += 1
+        table.starttls_offered += bool(row["starttls_offered"])
+        if outcome != "tls_ok":
+            continue
+        table.tls_ok += 1
+        table.forward_secrecy += bool(row["forward_secrecy"])
+        table.strict_valid += row["ip"] in strict_ips
+        _bump(table.tls_versions, row["tls_version"])
+        _bump(table.kex_groups, row["kex_group"])
+        _bump(table.verify_errors, row["verify_error"] or "valid")
+        if row["kex_group"] == "dhe" and row["kex_bits"] is not None and row["kex_bits"] <= 1024:
+            table.weak_dh += 1
+    table.outcomes = dict(sorted(table.outcomes.items(), key=lambda kv: -kv[1]))
+    return table
+
+
+def survey_stats(outdir: Path) -> dict[str, Any]:
+    """Everything above as one JSON-ready dict (what `scanner stats --format json` prints)."""
+    d, h = domain_table(outdir), host_table(outdir)
+    return {
+        "domains": {
+            **asdict(d),
+            "starttls_share_of_mail_domains": {
+                c: Share(d.starttls.get(c, 0), d.mail_domains).percent for c in MAIL_CLASSES},
+            "strict_share_of_mail_domains": {
+                c: Share(d.strict.get(c, 0), d.mail_domains).percent for c in MAIL_CLASSES},
+        },
+        "hosts": {
+            **asdict(h),
+            "starttls_share_of_answered": Share(h.starttls_offered, h.answered).percent,
+            "tls_share_of_answered": Share(h.tls_ok, h.answered).percent,
+            "forward_secrecy_share_of_tls": Share(h.forward_secrecy, h.tls_ok).percent,
+            "strict_share_of_tls": Share(h.strict_valid, h.tls_ok).percent,
+        },
+    }
+
+
+def _counts(values: list[Any]) -> dict[str, int]:
+    return dict(Counter(v for v in values if v is not None).most_common())
+
+
+def _bump(counter: dict[str, int], key: str | None) -> None:
+    if key is not None:
+        counter[key] = counter.get(key, 0) + 1
