@@ -1,0 +1,176 @@
+"""ScanManifest: OUTDIR/manifest.json, written at start, finish and interruption.
+
+It says how the results were produced: scanner and schema versions, the whole configuration,
+vantage point, resolvers, trust store, times (UTC), counts and input statistics. A resumed scan
+keeps the original start time and configuration (certificates are judged at that start time)
+and appends one entry per run to `runs`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import socket
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import certifi
+
+import scanner
+from scanner.config import ScanConfig, TrustStore
+from scanner.sink.durable import MANIFEST, OutputError, load_json, write_atomic
+from scanner.sink.schema import SCHEMA_VERSION
+
+# configuration keys that differ between runs of one scan without changing what it measures
+_PER_RUN_KEYS = frozenset({"started_at", "resume"})
+
+
+class ScanState(StrEnum):
+    """Where a scan stands."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _sha256_file(path: Path) -> str | None:
+    """Hex SHA-256 of a file; None when it cannot be read (verify.py reports that)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def system_resolvers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
+    """The nameservers the system resolver uses (what aiodns picks without --resolver)."""
+    try:
+        lines = resolv_conf.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    return [parts[1] for parts in (line.split() for line in lines)
+            if len(parts) >= 2 and parts[0] == "nameserver"]
+
+
+def trust_store_facts(trust: TrustStore) -> dict[str, Any]:
+    """Which anchors judged the certificates: certifi's version and bundle, extra files."""
+    return {
+        "use_mozilla": trust.use_mozilla,
+        "certifi_version": certifi.__version__,
+        "mozilla_bundle_sha256": _sha256_file(Path(certifi.where())) if trust.use_mozilla else None,
+        "extra_anchors": [{"path": str(p), "sha256": _sha256_file(Path(p))}
+                          for p in trust.extra_anchors],
+    }
+
+
+def vantage_facts(config: ScanConfig) -> dict[str, Any]:
+    """Where the scan ran from."""
+    return {"name": config.vantage, "hostname": socket.gethostname(),
+            "platform": platform.platform(), "python": platform.python_version()}
+
+
+class ScanManifest:
+    """The manifest of one output directory; every change is written at once (temp + rename)."""
+
+    def __init__(self, path: Path, data: dict[str, Any],
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.path = path
+        self.data = data
+        self._now = now
+
+    @classmethod
+    def start(cls, config: ScanConfig, *, input_stats: Mapping[str, Any] | None = None,
+              now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> ScanManifest:
+        """Write the manifest in state "running"; on resume, continue the existing one."""
+        path = Path(config.output) / MANIFEST
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot use output directory {path.parent}: "
+                              f"{exc.strerror or exc}") from exc
+        config_json = config.to_json()
+        run: dict[str, Any] = {"started_at": _iso(config.started_at), "ended_at": None,
+               "state": ScanState.RUNNING.value, "scanner_version": scanner.__version__,
+               "hostname": socket.gethostname(), "counts": {}}
+        if config.resume and path.exists():
+            data = load_json(path)
+            original = data.get("config", {})
+            run["config_changes"] = {k: v for k, v in config_json.items()
+                                     if k not in _PER_RUN_KEYS and original.get(k) != v}
+            data["resumed_count"] = int(data.get("resumed_count", 0)) + 1
+            data.setdefault("runs", []).append(run)
+        else:
+            data = {
+                "scanner_version": scanner.__version__,
+                "schema_version": SCHEMA_VERSION,
+                "started_at": _iso(config.started_at),
+                "ended_at": None,
+                "config": config_json,
+                "vantage": vantage_facts(config),
+                "resolvers": list(config.resolvers) or system_resolvers(),
+                "resolvers_source": "config" if config.resolvers else "system",
+                "trust_store": trust_store_facts(config.trust),
+                "counts": {},
+                "input_stats": {},
+                "resumed_count": 0,
+                "runs": [run],
+            }
+        data["state"] = ScanState.RUNNING.value
+        data["ended_at"] = None
+        if input_stats is not None:
+            data["input_stats"] = dict(input_stats)
+        manifest = cls(path, data, now)
+        manifest.write()
+        return manifest
+
+    @property
+    def state(self) -> ScanState:
+        """The state last written."""
+        return ScanState(self.data["state"])
+
+    @property
+    def started_at(self) -> datetime:
+        """The scan's original start time: the moment certificates are judged at, on resume too."""
+        return datetime.fromisoformat(self.data["started_at"])
+
+    def update(self, counts: Mapping[str, Any],
+               input_stats: Mapping[str, Any] | None = None) -> None:
+        """Record progress while running (counts are totals for the whole scan)."""
+        self._set(ScanState.RUNNING, counts, input_stats)
+
+    def finish(self, counts: Mapping[str, Any],
+               input_stats: Mapping[str, Any] | None = None) -> None:
+        """The scan went through its whole input."""
+        self._set(ScanState.FINISHED, counts, input_stats)
+
+    def interrupt(self, counts: Mapping[str, Any],
+                  input_stats: Mapping[str, Any] | None = None,
+                  reason: str | None = None) -> None:
+        """The scan stopped early (signal, output error); `--resume` continues it."""
+        self._set(ScanState.INTERRUPTED, counts, input_stats, reason)
+
+    def _set(self, state: ScanState, counts: Mapping[str, Any],
+             input_stats: Mapping[str, Any] | None, reason: str | None = None) -> None:
+        ended = None if state is ScanState.RUNNING else _iso(self._now())
+        self.data["state"] = state.value
+        self.data["ended_at"] = ended
+        self.data["counts"] = dict(counts)
+        if input_stats is not None:
+            self.data["input_stats"] = dict(input_stats)
+        run = self.data["runs"][-1]
+        run.update(state=state.value, ended_at=ended, counts=dict(counts))
+        if reason is not None:
+            run["reason"] = reason
+        self.write()
+
+    def write(self) -> None:
+        """Replace manifest.json atomically (OutputError when it cannot be written)."""
+        text = json.dumps(self.data, indent=2, default=str) + "\n"
+        write_atomic(self.path, text.encode("utf-8"))

@@ -1,0 +1,302 @@
+"""DatasetWriter: rows of the four datasets -> zstd Parquet part files, one checkpoint per flush.
+
+Layout: `OUTDIR/{domains,domain_mx,hosts,certificates}/part-NNNNNN.parquet` and the commit log
+`OUTDIR/_commits.jsonl`. A flush writes every non-empty buffer as `part-<seq>.parquet.tmp`,
+fsyncs and renames it, then appends the checkpoint's line to the log; only then is it committed.
+Every buffer goes into the same checkpoint, so a `domains` row added after the hosts,
+certificates and domain_mx rows it depends on is never committed before them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import pyarrow.parquet as pq
+
+from scanner.config import ScanConfig
+from scanner.records import CertificateRecord, DomainMxRecord, DomainRecord, HostRecord
+from scanner.sink.durable import (
+    COMMIT_LOG,
+    CommitLog,
+    OutputError,
+    describe_os_error,
+    fsync_dir,
+    iter_parts,
+    part_name,
+)
+from scanner.sink.rows import (
+    ColumnBuffer,
+    append_certificate,
+    append_domain,
+    append_domain_mx,
+    append_host,
+)
+from scanner.sink.schema import DATASETS
+from scanner.sink.summary import ResumeState, load_resume_state
+from scanner.status import DnsStatus
+
+__all__ = ["DatasetWriter", "OutputError", "ResumeState"]
+
+log = logging.getLogger(__name__)
+
+COMPRESSION = "zstd"
+
+
+@dataclass(slots=True)
+class _Checkpoint:
+    """Buffers taken out of the writer, waiting to be written as checkpoint `seq`."""
+
+    seq: int
+    buffers: dict[str, ColumnBuffer]
+
+
+def _prepare_dir(outdir: Path) -> None:
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        for name in DATASETS:
+            (outdir / name).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot use output directory {outdir}: "
+                          f"{exc.strerror or exc}") from exc
+
+
+class DatasetWriter:
+    """Buffers rows of the four datasets of one output directory and commits them in parts.
+
+    Build it with `create` (a new scan) or `open_for_resume` (continue one). Appends never
+    write; `maybe_flush()` writes when a buffer reached batch_rows or flush_seconds passed,
+    and `close()` writes the rest.
+    """
+
+    def __init__(self, outdir: Path, commit_log: CommitLog, *, batch_rows: int = 5000,
+                 flush_seconds: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.outdir = outdir
+        self.batch_rows = batch_rows
+        self.flush_seconds = flush_seconds
+        self.resumed = False
+        self._clock = clock
+        self._log = commit_log
+        self._seq = commit_log.last_seq + 1
+        self._buffers = {name: ColumnBuffer(name) for name in DATASETS}
+        self._certificates: set[str] = set()
+        self._last_flush = clock()
+        self._write_lock = threading.Lock()  # checkpoints commit in order, one at a time
+        self._failure: str | None = None
+        self._closed = False
+        self.rows_written: dict[str, int] = dict.fromkeys(DATASETS, 0)  # by this run
+
+    @classmethod
+    def create(cls, outdir: Path, *, batch_rows: int = 5000, flush_seconds: float = 10.0,
+               clock: Callable[[], float] = time.monotonic) -> DatasetWriter:
+        """A writer for a new scan; OutputError when outdir already holds datasets."""
+        outdir = Path(outdir)
+        try:
+            used = outdir.is_dir() and ((outdir / COMMIT_LOG).exists()
+                                        or any(any(iter_parts(outdir / n)) for n in DATASETS))
+        except OSError as exc:
+            raise OutputError(f"cannot use output directory {outdir}: "
+                              f"{exc.strerror or exc}") from exc
+        if used:
+            raise OutputError(f"{outdir} exists; use --resume or a new directory")
+        _prepare_dir(outdir)
+        return cls(outdir, CommitLog(outdir), batch_rows=batch_rows,
+                   flush_seconds=flush_seconds, clock=clock)
+
+    @classmethod
+    def open_for_resume(cls, outdir: Path, *, batch_rows: int = 5000,
+                        flush_seconds: float = 10.0,
+                        clock: Callable[[], float] = time.monotonic) -> DatasetWriter:
+        """A writer continuing a scan: uncommitted and temporary files go, numbering goes on."""
+        outdir = Path(outdir)
+        _prepare_dir(outdir)
+        commit_log = CommitLog(outdir)
+        committed = commit_log.committed_paths()
+        try:
+            commit_log.repair()
+            for name in DATASETS:
+                for entry in (outdir / name).glob("*.tmp"):
+                    entry.unlink()
+                for entry, _seq in iter_parts(outdir / name):
+                    if f"{name}/{entry.name}" not in committed:
+                        # renamed but never committed: a crash between rename and commit
+                        log.info("removing uncommitted part %s", entry)
+                        entry.unlink()
+        except OSError as exc:
+            raise OutputError(describe_os_error(exc, outdir)) from exc
+        writer = cls(outdir, commit_log, batch_rows=batch_rows, flush_seconds=flush_seconds,
+                     clock=clock)
+        writer.resumed = bool(commit_log.commits)
+        return writer
+
+    @classmethod
+    def for_scan(cls, config: ScanConfig) -> DatasetWriter:
+        """The writer a scan's configuration asks for (output, resume, batch size, interval)."""
+        opener = cls.open_for_resume if config.resume else cls.create
+        return opener(config.output, batch_rows=config.limits.batch_rows,
+                      flush_seconds=config.limits.flush_seconds)
+
+    def load_resume_state(self) -> ResumeState:
+        """What committed parts already hold; certificates in it are not written again."""
+        state = load_resume_state(self.outdir)
+        self._certificates.update(state.certificates)
+        return state
+
+    # -- appending -----------------------------------------------------------------------------
+
+    def add_host(self, rec: HostRecord) -> None:
+        """Buffer one `hosts` row."""
+        append_host(self._buffers["hosts"], rec)
+
+    def add_certificate(self, rec: CertificateRecord) -> bool:
+        """Buffer a certificate unless this scan already has it; True when buffered."""
+        if rec.sha256 in self._certificates:
+            return False
+        self._certificates.add(rec.sha256)
+        append_certificate(self._buffers["certificates"], rec)
+        return True
+
+    def add_domain_mx(self, rec: DomainMxRecord, address_status: DnsStatus | str | None) -> None:
+        """Buffer one `domain_mx` edge."""
+        append_domain_mx(self._buffers["domain_mx"], rec, address_status)
+
+    def add_domain(self, rec: DomainRecord,
+                   edges: Iterable[tuple[DomainMxRecord, DnsStatus | str | None]] = ()) -> None:
+        """Buffer a domain's edges and its row together, after the hosts it depends on.
+
+        Passing the edges here keeps them in the domain's checkpoint, so a resumed scan
+        that redoes an uncommitted domain never duplicates its edges.
+        """
+        for edge, address_status in edges:
+            append_domain_mx(self._buffers["domain_mx"], edge, address_status)
+        append_domain(self._buffers["domains"], rec)
+
+    @property
+    def pending_rows(self) -> dict[str, int]:
+        """Buffered, not yet written rows per dataset."""
+        return {name: len(buf) for name, buf in self._buffers.items()}
+
+    # -- flushing ------------------------------------------------------------------------------
+
+    def flush_due(self) -> bool:
+        """True when a buffer is full or rows waited flush_seconds."""
+        sizes = [len(buf) for buf in self._buffers.values()]
+        if max(sizes) >= self.batch_rows:
+            return True
+        return any(sizes) and self._clock() - self._last_flush >= self.flush_seconds
+
+    def maybe_flush(self) -> bool:
+        """Flush when due; True when a checkpoint was committed."""
+        return self.flush_due() and self.flush() is not None
+
+    def flush(self) -> int | None:
+        """Write and commit every buffered row; the checkpoint number, None when nothing."""
+        checkpoint = self._take()
+        if checkpoint is None:
+            return None
+        self._write(checkpoint)
+        return checkpoint.seq
+
+    async def maybe_flush_async(self) -> bool:
+        """maybe_flush with the file work in a thread, so the event loop keeps probing."""
+        return self.flush_due() and await self.flush_async() is not None
+
+    async def flush_async(self) -> int | None:
+        """flush with the file work in a thread; buffers are swapped out before it starts."""
+        checkpoint = self._take()
+        if checkpoint is None:
+            return None
+        await asyncio.to_thread(self._write, checkpoint)
+        return checkpoint.seq
+
+    def close(self) -> None:
+        """Commit what is buffered; after an OutputError, only give up quietly."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._failure is None:
+            self.flush()
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()  # on an interruption too: what was buffered is consistent, keep it
+
+    def _take(self) -> _Checkpoint | None:
+        """Swap the non-empty buffers out (on the caller's thread) under a new number."""
+        self._check_usable()
+        self._last_flush = self._clock()
+        full = {name: buf for name, buf in self._buffers.items() if len(buf)}
+        if not full:
+            return None
+        for name in full:
+            self._buffers[name] = ColumnBuffer(name)
+        checkpoint = _Checkpoint(self._seq, full)
+        self._seq += 1
+        return checkpoint
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise OutputError(self._failure)
+
+    def _write(self, checkpoint: _Checkpoint) -> None:
+        with self._write_lock:
+            # a later checkpoint must not commit after an earlier one failed: its domains
+            # could depend on rows that were lost
+            self._check_usable()
+            try:
+                files = self._write_parts(checkpoint)
+                rows = {name: len(buf) for name, buf in checkpoint.buffers.items()}
+                self._log.append(checkpoint.seq, files, rows)
+            except OutputError as exc:
+                self._discard(checkpoint)
+                self._failure = str(exc)
+                raise
+            except BaseException:
+                self._discard(checkpoint)
+                self._failure = f"checkpoint {checkpoint.seq} failed: internal error"
+                raise
+        for name, count in rows.items():
+            self.rows_written[name] += count
+
+    def _write_parts(self, checkpoint: _Checkpoint) -> list[str]:
+        """Each buffer -> a fsynced, renamed part file; names relative to outdir."""
+        files: list[str] = []
+        name = part_name(checkpoint.seq)
+        for dataset, buf in checkpoint.buffers.items():
+            final = self.outdir / dataset / name
+            tmp = final.with_name(name + ".tmp")
+            try:
+                table = buf.to_table()
+                pq.write_table(table, tmp, compression=COMPRESSION)
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, final)
+                fsync_dir(final.parent)
+            except OSError as exc:
+                raise OutputError(describe_os_error(exc, tmp).replace("\n", " ")) from exc
+            files.append(f"{dataset}/{name}")
+        return files
+
+    def _discard(self, checkpoint: _Checkpoint) -> None:
+        """Remove whatever a failed checkpoint left behind; committed parts stay readable."""
+        name = part_name(checkpoint.seq)
+        for dataset in checkpoint.buffers:
+            for path in (self.outdir / dataset / (name + ".tmp"), self.outdir / dataset / name):
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    log.warning("could not remove %s", path)

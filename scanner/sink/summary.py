@@ -1,0 +1,109 @@
+"""What a resumed scan needs from what was already written: done domains, hosts, certificates.
+
+HostSummary is the compact per-host view the rollup uses, built the same way from a fresh
+HostRecord and from a committed `hosts` row, so resumed and fresh hosts are indistinguishable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from scanner.records import HostRecord
+from scanner.sink.durable import Commit, read_commits
+from scanner.status import HandshakeStatus, HostOutcome, ReplyStatus
+
+_HOST_COLUMNS = ["ip", "port", "outcome", "ehlo_status", "starttls_offered", "handshake_status",
+                 "chain_valid", "leaf_names"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostSummary:
+    """One probed address as the per-domain rollup sees it.
+
+    chain_valid is None when no certificate was received.
+    """
+
+    ip: str
+    port: int
+    outcome: HostOutcome
+    smtp_ok: bool  # EHLO completed
+    starttls_offered: bool
+    tls_ok: bool  # the handshake completed
+    chain_valid: bool | None
+    leaf_names: tuple[str, ...]
+
+    @classmethod
+    def from_record(cls, rec: HostRecord) -> HostSummary:
+        """The summary of a freshly probed host."""
+        p = rec.probe
+        return cls(ip=p.ip, port=p.port, outcome=rec.outcome,
+                   smtp_ok=p.ehlo_status == ReplyStatus.OK,
+                   starttls_offered=p.starttls_offered is True,
+                   tls_ok=p.handshake_status == HandshakeStatus.OK,
+                   chain_valid=rec.chain.valid if rec.chain is not None else None,
+                   leaf_names=rec.leaf_names)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeState:
+    """What committed part files already hold; empty for a fresh scan."""
+
+    done_lines: frozenset[int] = frozenset()  # `domains.line_no`
+    done_domains: frozenset[str] = frozenset()  # `domains.domain` (valid lines only)
+    hosts: dict[tuple[str, int], HostSummary] = field(default_factory=dict)
+    certificates: frozenset[str] = frozenset()  # sha256 of every written certificate
+    rows: dict[str, int] = field(default_factory=dict)  # committed rows per dataset
+    checkpoints: int = 0  # committed checkpoints
+
+
+def _read_columns(outdir: Path, commits: list[Commit], dataset: str,
+                  columns: list[str]) -> Iterator[dict[str, list[Any]]]:
+    """The wanted columns of each committed part of one dataset, one part at a time."""
+    prefix = dataset + "/"
+    for commit in commits:
+        for name in commit.files:
+            if name.startswith(prefix):
+                yield pq.read_table(outdir / name, columns=columns).to_pydict()
+
+
+def load_hosts(outdir: Path, commits: list[Commit] | None = None,
+               ) -> dict[tuple[str, int], HostSummary]:
+    """Summaries of the committed `hosts` rows, by (ip, port)."""
+    if commits is None:
+        commits = read_commits(outdir)
+    hosts: dict[tuple[str, int], HostSummary] = {}
+    for part in _read_columns(outdir, commits, "hosts", _HOST_COLUMNS):
+        for ip, port, outcome, ehlo, offered, handshake, valid, names in zip(
+                *(part[c] for c in _HOST_COLUMNS), strict=True):
+            hosts[(ip, port)] = HostSummary(
+                ip=ip, port=port, outcome=HostOutcome(outcome),
+                smtp_ok=ehlo == ReplyStatus.OK, starttls_offered=offered is True,
+                tls_ok=handshake == HandshakeStatus.OK,
+                chain_valid=valid,
+                leaf_names=tuple(names or ()))
+    return hosts
+
+
+def load_resume_state(outdir: Path) -> ResumeState:
+    """Read back what a previous run committed, reading only the columns resume needs."""
+    commits = read_commits(outdir)
+    rows: dict[str, int] = {}
+    for commit in commits:
+        for name, count in commit.rows.items():
+            rows[name] = rows.get(name, 0) + count
+    lines: set[int] = set()
+    domains: set[str] = set()
+    for part in _read_columns(outdir, commits, "domains", ["line_no", "domain"]):
+        lines.update(part["line_no"])
+        domains.update(d for d in part["domain"] if d is not None)
+    certificates: set[str] = set()
+    for part in _read_columns(outdir, commits, "certificates", ["sha256"]):
+        certificates.update(part["sha256"])
+    return ResumeState(done_lines=frozenset(lines), done_domains=frozenset(domains),
+                       hosts=load_hosts(outdir, commits), certificates=frozenset(certificates),
+                       rows=rows, checkpoints=len(commits))
