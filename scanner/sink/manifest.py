@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import certifi
 
@@ -24,6 +24,9 @@ import scanner
 from scanner.config import ScanConfig, TrustStore
 from scanner.sink.durable import MANIFEST, OutputError, load_json, write_atomic
 from scanner.sink.schema import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from scanner.sink.parquet import DatasetWriter
 
 # configuration keys that differ between runs of one scan without changing what it measures
 _PER_RUN_KEYS = frozenset({"started_at", "resume"})
@@ -86,9 +89,13 @@ class ScanManifest:
         self._now = now
 
     @classmethod
-    def start(cls, config: ScanConfig, *, input_stats: Mapping[str, Any] | None = None,
+    def start(cls, config: ScanConfig, writer: DatasetWriter | None = None, *,
+              input_stats: Mapping[str, Any] | None = None,
               now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> ScanManifest:
-        """Write the manifest in state "running"; on resume, continue the existing one."""
+        """Write the manifest in state "running"; on resume, continue the existing one.
+
+        With the run's writer, the run entry notes the rows already committed when it began.
+        """
         path = Path(config.output) / MANIFEST
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,9 +103,13 @@ class ScanManifest:
             raise OutputError(f"cannot use output directory {path.parent}: "
                               f"{exc.strerror or exc}") from exc
         config_json = config.to_json()
-        run: dict[str, Any] = {"started_at": _iso(config.started_at), "ended_at": None,
-               "state": ScanState.RUNNING.value, "scanner_version": scanner.__version__,
-               "hostname": socket.gethostname(), "counts": {}}
+        run: dict[str, Any] = {
+            "started_at": _iso(config.started_at), "ended_at": None,
+            "state": ScanState.RUNNING.value, "scanner_version": scanner.__version__,
+            "hostname": socket.gethostname(), "counts": {},
+        }
+        if writer is not None:
+            run["rows_at_start"] = writer.committed_rows
         if config.resume and path.exists():
             data = load_json(path)
             original = data.get("config", {})
@@ -145,10 +156,12 @@ class ScanManifest:
         """Record progress while running (counts are totals for the whole scan)."""
         self._set(ScanState.RUNNING, counts, input_stats)
 
-    def finish(self, counts: Mapping[str, Any],
-               input_stats: Mapping[str, Any] | None = None) -> None:
-        """The scan went through its whole input."""
-        self._set(ScanState.FINISHED, counts, input_stats)
+    def finish(self, state: ScanState | str = ScanState.FINISHED,
+               counts: Mapping[str, Any] | None = None,
+               input_stats: Mapping[str, Any] | None = None,
+               reason: str | None = None) -> None:
+        """Record how the run ended: "finished" (whole input done) or "interrupted"."""
+        self._set(ScanState(state), counts or {}, input_stats, reason)
 
     def interrupt(self, counts: Mapping[str, Any],
                   input_stats: Mapping[str, Any] | None = None,

@@ -41,7 +41,6 @@ from scanner.sink.rows import (
 )
 from scanner.sink.schema import DATASETS
 from scanner.sink.summary import ResumeState, load_resume_state
-from scanner.status import DnsStatus
 
 __all__ = ["DatasetWriter", "OutputError", "ResumeState"]
 
@@ -68,24 +67,58 @@ def _prepare_dir(outdir: Path) -> None:
                           f"{exc.strerror or exc}") from exc
 
 
+def _create(outdir: Path) -> CommitLog:
+    """Prepare a new scan's directory; OutputError when it already holds datasets."""
+    try:
+        used = outdir.is_dir() and ((outdir / COMMIT_LOG).exists()
+                                    or any(any(iter_parts(outdir / n)) for n in DATASETS))
+    except OSError as exc:
+        raise OutputError(f"cannot use output directory {outdir}: "
+                          f"{exc.strerror or exc}") from exc
+    if used:
+        raise OutputError(f"{outdir} exists; use --resume or a new directory")
+    _prepare_dir(outdir)
+    return CommitLog(outdir)
+
+
+def _open_for_resume(outdir: Path) -> CommitLog:
+    """Keep what was committed; delete temporary and uncommitted part files."""
+    _prepare_dir(outdir)
+    commit_log = CommitLog(outdir)
+    committed = commit_log.committed_paths()
+    try:
+        commit_log.repair()
+        for name in DATASETS:
+            for entry in (outdir / name).glob("*.tmp"):
+                entry.unlink()
+            for entry, _seq in iter_parts(outdir / name):
+                if f"{name}/{entry.name}" not in committed:
+                    # renamed but never committed: a crash between rename and commit
+                    log.info("removing uncommitted part %s", entry)
+                    entry.unlink()
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, outdir)) from exc
+    return commit_log
+
+
 class DatasetWriter:
     """Buffers rows of the four datasets of one output directory and commits them in parts.
 
-    Build it with `create` (a new scan) or `open_for_resume` (continue one). Appends never
-    write; `maybe_flush()` writes when a buffer reached batch_rows or flush_seconds passed,
-    and `close()` writes the rest.
+    `DatasetWriter(outdir, resume=False)` starts a new scan (OutputError when outdir already
+    holds datasets); with resume=True it continues one: uncommitted and temporary files are
+    deleted and the numbering goes on. Appends never write; `maybe_flush()` writes when a
+    buffer reached batch_rows or flush_seconds passed, and `close()` writes the rest.
     """
 
-    def __init__(self, outdir: Path, commit_log: CommitLog, *, batch_rows: int = 5000,
-                 flush_seconds: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.outdir = outdir
+    def __init__(self, outdir: Path, *, batch_rows: int = 5000, flush_seconds: float = 10.0,
+                 resume: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+        self.outdir = Path(outdir)
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
-        self.resumed = False
+        self._log = _open_for_resume(self.outdir) if resume else _create(self.outdir)
+        self.resumed = bool(self._log.commits)  # False when there was nothing to resume
         self._clock = clock
-        self._log = commit_log
-        self._seq = commit_log.last_seq + 1
+        self._seq = self._log.last_seq + 1
         self._buffers = {name: ColumnBuffer(name) for name in DATASETS}
         self._certificates: set[str] = set()
         self._last_flush = clock()
@@ -98,51 +131,30 @@ class DatasetWriter:
     def create(cls, outdir: Path, *, batch_rows: int = 5000, flush_seconds: float = 10.0,
                clock: Callable[[], float] = time.monotonic) -> DatasetWriter:
         """A writer for a new scan; OutputError when outdir already holds datasets."""
-        outdir = Path(outdir)
-        try:
-            used = outdir.is_dir() and ((outdir / COMMIT_LOG).exists()
-                                        or any(any(iter_parts(outdir / n)) for n in DATASETS))
-        except OSError as exc:
-            raise OutputError(f"cannot use output directory {outdir}: "
-                              f"{exc.strerror or exc}") from exc
-        if used:
-            raise OutputError(f"{outdir} exists; use --resume or a new directory")
-        _prepare_dir(outdir)
-        return cls(outdir, CommitLog(outdir), batch_rows=batch_rows,
-                   flush_seconds=flush_seconds, clock=clock)
+        return cls(outdir, batch_rows=batch_rows, flush_seconds=flush_seconds, clock=clock)
 
     @classmethod
     def open_for_resume(cls, outdir: Path, *, batch_rows: int = 5000,
                         flush_seconds: float = 10.0,
                         clock: Callable[[], float] = time.monotonic) -> DatasetWriter:
         """A writer continuing a scan: uncommitted and temporary files go, numbering goes on."""
-        outdir = Path(outdir)
-        _prepare_dir(outdir)
-        commit_log = CommitLog(outdir)
-        committed = commit_log.committed_paths()
-        try:
-            commit_log.repair()
-            for name in DATASETS:
-                for entry in (outdir / name).glob("*.tmp"):
-                    entry.unlink()
-                for entry, _seq in iter_parts(outdir / name):
-                    if f"{name}/{entry.name}" not in committed:
-                        # renamed but never committed: a crash between rename and commit
-                        log.info("removing uncommitted part %s", entry)
-                        entry.unlink()
-        except OSError as exc:
-            raise OutputError(describe_os_error(exc, outdir)) from exc
-        writer = cls(outdir, commit_log, batch_rows=batch_rows, flush_seconds=flush_seconds,
-                     clock=clock)
-        writer.resumed = bool(commit_log.commits)
-        return writer
+        return cls(outdir, batch_rows=batch_rows, flush_seconds=flush_seconds, resume=True,
+                   clock=clock)
 
     @classmethod
     def for_scan(cls, config: ScanConfig) -> DatasetWriter:
         """The writer a scan's configuration asks for (output, resume, batch size, interval)."""
-        opener = cls.open_for_resume if config.resume else cls.create
-        return opener(config.output, batch_rows=config.limits.batch_rows,
-                      flush_seconds=config.limits.flush_seconds)
+        return cls(config.output, batch_rows=config.limits.batch_rows,
+                   flush_seconds=config.limits.flush_seconds, resume=config.resume)
+
+    @property
+    def committed_rows(self) -> dict[str, int]:
+        """Rows per dataset in every committed checkpoint, earlier runs included."""
+        rows = dict.fromkeys(DATASETS, 0)
+        for commit in self._log.commits:
+            for name, count in commit.rows.items():
+                rows[name] = rows.get(name, 0) + count
+        return rows
 
     def load_resume_state(self) -> ResumeState:
         """What committed parts already hold; certificates in it are not written again."""
@@ -152,11 +164,11 @@ class DatasetWriter:
 
     # -- appending -----------------------------------------------------------------------------
 
-    def add_host(self, rec: HostRecord) -> None:
+    def append_host(self, rec: HostRecord) -> None:
         """Buffer one `hosts` row."""
         append_host(self._buffers["hosts"], rec)
 
-    def add_certificate(self, rec: CertificateRecord) -> bool:
+    def append_certificate(self, rec: CertificateRecord) -> bool:
         """Buffer a certificate unless this scan already has it; True when buffered."""
         if rec.sha256 in self._certificates:
             return False
@@ -164,19 +176,18 @@ class DatasetWriter:
         append_certificate(self._buffers["certificates"], rec)
         return True
 
-    def add_domain_mx(self, rec: DomainMxRecord, address_status: DnsStatus | str | None) -> None:
-        """Buffer one `domain_mx` edge."""
-        append_domain_mx(self._buffers["domain_mx"], rec, address_status)
+    def append_domain_mx(self, rec: DomainMxRecord) -> None:
+        """Buffer one `domain_mx` edge (before its domain's row, with no flush in between)."""
+        append_domain_mx(self._buffers["domain_mx"], rec)
 
-    def add_domain(self, rec: DomainRecord,
-                   edges: Iterable[tuple[DomainMxRecord, DnsStatus | str | None]] = ()) -> None:
+    def append_domain(self, rec: DomainRecord, edges: Iterable[DomainMxRecord] = ()) -> None:
         """Buffer a domain's edges and its row together, after the hosts it depends on.
 
-        Passing the edges here keeps them in the domain's checkpoint, so a resumed scan
-        that redoes an uncommitted domain never duplicates its edges.
+        Edges and row share a checkpoint, so a resumed scan that redoes a domain whose row was
+        not committed never duplicates its edges.
         """
-        for edge, address_status in edges:
-            append_domain_mx(self._buffers["domain_mx"], edge, address_status)
+        for edge in edges:
+            append_domain_mx(self._buffers["domain_mx"], edge)
         append_domain(self._buffers["domains"], rec)
 
     @property

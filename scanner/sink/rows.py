@@ -15,7 +15,6 @@ import pyarrow as pa
 
 from scanner.records import CertificateRecord, DomainMxRecord, DomainRecord, HostRecord
 from scanner.sink.schema import DATASETS
-from scanner.status import DnsStatus
 
 #: The record each dataset is made of.
 RECORD_TYPES: dict[str, type] = {
@@ -48,9 +47,6 @@ FIELD_COLUMNS: dict[str, dict[str, str]] = {
     },
     "certificates": {},
 }
-
-#: Columns filled from an argument of the append function rather than from the record.
-ARGUMENT_COLUMNS: dict[str, tuple[str, ...]] = {"domain_mx": ("address_status",)}
 
 # surrogates that surrogateescape did not produce (it only makes U+DC80..U+DCFF)
 _FOREIGN_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
@@ -145,9 +141,8 @@ def append_domain(buf: ColumnBuffer, rec: DomainRecord) -> None:
     c["finished_at"].append(_utc(rec.finished_at))
 
 
-def append_domain_mx(buf: ColumnBuffer, rec: DomainMxRecord,
-                     address_status: DnsStatus | str | None) -> None:
-    """One `domain_mx` edge; address_status is the MX host's A/AAAA lookup status."""
+def append_domain_mx(buf: ColumnBuffer, rec: DomainMxRecord) -> None:
+    """One `domain_mx` edge."""
     c = buf.columns
     c["domain"].append(rec.domain)
     c["mx_hostname"].append(rec.mx_hostname)
@@ -155,7 +150,7 @@ def append_domain_mx(buf: ColumnBuffer, rec: DomainMxRecord,
     c["ip"].append(rec.ip)
     c["port"].append(rec.port)
     c["mx_source"].append(rec.mx_source)
-    c["address_status"].append(address_status)
+    c["address_status"].append(rec.address_status)
     c["outcome"].append(rec.outcome)
     c["smtp_ok"].append(rec.smtp_ok)
     c["starttls_offered"].append(rec.starttls_offered)

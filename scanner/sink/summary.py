@@ -53,12 +53,16 @@ class HostSummary:
 class ResumeState:
     """What committed part files already hold; empty for a fresh scan."""
 
-    done_lines: frozenset[int] = frozenset()  # `domains.line_no`
-    done_domains: frozenset[str] = frozenset()  # `domains.domain` (valid lines only)
-    hosts: dict[tuple[str, int], HostSummary] = field(default_factory=dict)
+    line_nos: frozenset[int] = frozenset()  # `domains.line_no` of every written input line
+    domains: frozenset[str] = frozenset()  # `domains.domain` (valid lines only)
+    hosts: tuple[HostSummary, ...] = ()  # one per written `hosts` row
     certificates: frozenset[str] = frozenset()  # sha256 of every written certificate
     rows: dict[str, int] = field(default_factory=dict)  # committed rows per dataset
     checkpoints: int = 0  # committed checkpoints
+
+    def host_map(self) -> dict[tuple[str, int], HostSummary]:
+        """The written hosts by (ip, port)."""
+        return {(h.ip, h.port): h for h in self.hosts}
 
 
 def _read_columns(outdir: Path, commits: list[Commit], dataset: str,
@@ -71,22 +75,21 @@ def _read_columns(outdir: Path, commits: list[Commit], dataset: str,
                 yield pq.read_table(outdir / name, columns=columns).to_pydict()
 
 
-def load_hosts(outdir: Path, commits: list[Commit] | None = None,
-               ) -> dict[tuple[str, int], HostSummary]:
-    """Summaries of the committed `hosts` rows, by (ip, port)."""
+def load_hosts(outdir: Path, commits: list[Commit] | None = None) -> tuple[HostSummary, ...]:
+    """Summaries of the committed `hosts` rows, in the order they were written."""
     if commits is None:
         commits = read_commits(outdir)
-    hosts: dict[tuple[str, int], HostSummary] = {}
+    hosts: list[HostSummary] = []
     for part in _read_columns(outdir, commits, "hosts", _HOST_COLUMNS):
         for ip, port, outcome, ehlo, offered, handshake, valid, names in zip(
                 *(part[c] for c in _HOST_COLUMNS), strict=True):
-            hosts[(ip, port)] = HostSummary(
+            hosts.append(HostSummary(
                 ip=ip, port=port, outcome=HostOutcome(outcome),
                 smtp_ok=ehlo == ReplyStatus.OK, starttls_offered=offered is True,
                 tls_ok=handshake == HandshakeStatus.OK,
                 chain_valid=valid,
-                leaf_names=tuple(names or ()))
-    return hosts
+                leaf_names=tuple(names or ())))
+    return tuple(hosts)
 
 
 def load_resume_state(outdir: Path) -> ResumeState:
@@ -104,6 +107,6 @@ def load_resume_state(outdir: Path) -> ResumeState:
     certificates: set[str] = set()
     for part in _read_columns(outdir, commits, "certificates", ["sha256"]):
         certificates.update(part["sha256"])
-    return ResumeState(done_lines=frozenset(lines), done_domains=frozenset(domains),
+    return ResumeState(line_nos=frozenset(lines), domains=frozenset(domains),
                        hosts=load_hosts(outdir, commits), certificates=frozenset(certificates),
                        rows=rows, checkpoints=len(commits))
