@@ -23,11 +23,17 @@ def read_dataset(outdir: Path, name: str, columns: Sequence[str] | None = None) 
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; one of {', '.join(DATASETS)}") from None
     wanted = list(columns) if columns is not None else None
+    target = schema
+    if wanted is not None:
+        unknown = [c for c in wanted if c not in schema.names]
+        if unknown:
+            raise ValueError(f"{name} has no column {', '.join(unknown)}")
+        target = pa.schema([schema.field(c) for c in wanted], metadata=schema.metadata)
     tables = [pq.read_table(path, columns=wanted) for path in committed_files(Path(outdir), name)]
     if not tables:
-        empty = schema.empty_table()
-        return empty.select(wanted) if wanted is not None else empty
-    return pa.concat_tables(tables)
+        return target.empty_table()
+    # Parquet names list items "element": cast back to the schema's exact types
+    return pa.concat_tables(tables).cast(target)
 
 
 def committed_rows(outdir: Path) -> dict[str, int]:

@@ -202,7 +202,11 @@ class DatasetWriter:
         sizes = [len(buf) for buf in self._buffers.values()]
         if max(sizes) >= self.batch_rows:
             return True
-        return any(sizes) and self._clock() - self._last_flush >= self.flush_seconds
+        if not any(sizes):
+            # the interval counts from when rows start waiting, not from an idle stretch
+            self._last_flush = self._clock()
+            return False
+        return self._clock() - self._last_flush >= self.flush_seconds
 
     def maybe_flush(self) -> bool:
         """Flush when due; True when a checkpoint was committed."""
