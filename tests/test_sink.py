@@ -392,11 +392,11 @@ def test_manifest_is_running_at_start_and_finished_at_the_end(tmp_path: Path) ->
     ends = iter([T0 + timedelta(hours=2)])
     manifest = ScanManifest.start(config, input_stats={"lines": 3}, now=lambda: next(ends))
     data = read_manifest(config.output)
-    assert data["state"] == "running" and data["ended_at"] is None
+    assert data["state"] == "running" and data["end_time"] is None
     assert data["scanner_version"] == scanner.__version__
     assert data["schema_version"] == SCHEMA_VERSION
     assert data["config"] == json.loads(json.dumps(config.to_json()))
-    assert data["started_at"] == "2024-05-01T12:00:00+00:00"
+    assert data["start_time"] == "2024-05-01T12:00:00.000000+00:00"
     assert data["resolvers"] == ["127.0.0.1:5353"]
     assert data["vantage"]["name"] == "lab" and data["vantage"]["hostname"]
     assert data["trust_store"]["extra_anchors"] == [
@@ -406,7 +406,8 @@ def test_manifest_is_running_at_start_and_finished_at_the_end(tmp_path: Path) ->
     manifest.finish("finished", {"domains": 3})
     data = read_manifest(config.output)
     assert data["state"] == "finished"
-    assert data["ended_at"] == "2024-05-01T14:00:00+00:00"
+    assert data["end_time"] == "2024-05-01T14:00:00.000000+00:00"
+    assert data["end_time"] > data["start_time"]
     assert data["counts"] == {"domains": 3}
     assert data["runs"][-1]["state"] == "finished"
     assert not (config.output / "manifest.json.tmp").exists()
@@ -424,9 +425,10 @@ def test_interrupted_scan_resumes_with_its_original_start_and_config(tmp_path: P
         manifest = ScanManifest.start(resumed_config, writer)
     data = read_manifest(out)
     assert data["state"] == "running" and data["resumed_count"] == 1
-    assert data["started_at"] == T0.isoformat() and manifest.started_at == T0
+    assert manifest.started_at == T0
+    assert datetime.fromisoformat(data["start_time"]) == T0
     assert data["config"]["limits"]["batch_rows"] == 5000
-    assert [run["started_at"] for run in data["runs"]] == [T0.isoformat(), later.isoformat()]
+    assert [datetime.fromisoformat(run["start_time"]) for run in data["runs"]] == [T0, later]
     assert data["runs"][1]["config_changes"] == {
         "limits": resumed_config.to_json()["limits"]}
     assert data["runs"][1]["rows_at_start"]["domains"] == 0

@@ -41,7 +41,8 @@ class ScanState(StrEnum):
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
+    # one fixed width, so that times compare as strings too
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _sha256_file(path: Path) -> str | None:
@@ -104,7 +105,7 @@ class ScanManifest:
                               f"{exc.strerror or exc}") from exc
         config_json = config.to_json()
         run: dict[str, Any] = {
-            "started_at": _iso(config.started_at), "ended_at": None,
+            "start_time": _iso(config.started_at), "end_time": None,
             "state": ScanState.RUNNING.value, "scanner_version": scanner.__version__,
             "hostname": socket.gethostname(), "counts": {},
         }
@@ -121,8 +122,8 @@ class ScanManifest:
             data = {
                 "scanner_version": scanner.__version__,
                 "schema_version": SCHEMA_VERSION,
-                "started_at": _iso(config.started_at),
-                "ended_at": None,
+                "start_time": _iso(config.started_at),
+                "end_time": None,
                 "config": config_json,
                 "vantage": vantage_facts(config),
                 "resolvers": list(config.resolvers) or system_resolvers(),
@@ -134,7 +135,7 @@ class ScanManifest:
                 "runs": [run],
             }
         data["state"] = ScanState.RUNNING.value
-        data["ended_at"] = None
+        data["end_time"] = None
         if input_stats is not None:
             data["input_stats"] = dict(input_stats)
         manifest = cls(path, data, now)
@@ -149,7 +150,7 @@ class ScanManifest:
     @property
     def started_at(self) -> datetime:
         """The scan's original start time: the moment certificates are judged at, on resume too."""
-        return datetime.fromisoformat(self.data["started_at"])
+        return datetime.fromisoformat(self.data["start_time"])
 
     def update(self, counts: Mapping[str, Any],
                input_stats: Mapping[str, Any] | None = None) -> None:
@@ -173,12 +174,12 @@ class ScanManifest:
              input_stats: Mapping[str, Any] | None, reason: str | None = None) -> None:
         ended = None if state is ScanState.RUNNING else _iso(self._now())
         self.data["state"] = state.value
-        self.data["ended_at"] = ended
+        self.data["end_time"] = ended
         self.data["counts"] = dict(counts)
         if input_stats is not None:
             self.data["input_stats"] = dict(input_stats)
         run = self.data["runs"][-1]
-        run.update(state=state.value, ended_at=ended, counts=dict(counts))
+        run.update(state=state.value, end_time=ended, counts=dict(counts))
         if reason is not None:
             run["reason"] = reason
         self.write()
