@@ -100,6 +100,8 @@ def _reject_non_names(text: str) -> None:
 
 def _is_ip_address(text: str) -> bool:
     """True for "192.0.2.1", "192.0.2.1.", "2001:db8::1" and "[2001:db8::1]"."""
+    if ":" not in text and not text.replace(".", "").isdigit():
+        return False  # the common case, without ipaddress's cost
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     elif text.endswith("."):
