@@ -1,4 +1,5 @@
-"""Crash-safe files: temp + fsync + rename, and the commit log that decides what a scan wrote.
+"""Crash-safe output: temp + fsync + rename, the commit log that decides what a scan wrote,
+and opening an output directory for a new or a resumed scan.
 
 A part file counts only once its checkpoint's line is in `OUTDIR/_commits.jsonl`: a crash between
 the rename of a part and its commit line leaves an uncommitted part, which readers ignore and
@@ -8,6 +9,7 @@ the rename of a part and its commit line leaves an uncommitted part, which reade
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -16,8 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from scanner.sink.schema import DATASETS
+
 COMMIT_LOG = "_commits.jsonl"
 MANIFEST = "manifest.json"
+log = logging.getLogger(__name__)
+
 _PART_RE = re.compile(r"^part-(\d{6,})\.parquet$")
 
 
@@ -191,3 +197,48 @@ def load_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise OutputError(f"cannot read {path}: not a JSON object")
     return data
+
+
+def _prepare_dir(outdir: Path) -> None:
+    """Create outdir and the dataset directories (OutputError when that is impossible)."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        for name in DATASETS:
+            (outdir / name).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot use output directory {outdir}: "
+                          f"{exc.strerror or exc}") from exc
+
+
+def open_new(outdir: Path) -> CommitLog:
+    """The commit log of a new scan's directory; OutputError when it already holds datasets."""
+    try:
+        used = outdir.is_dir() and ((outdir / COMMIT_LOG).exists()
+                                    or any(any(iter_parts(outdir / n)) for n in DATASETS))
+    except OSError as exc:
+        raise OutputError(f"cannot use output directory {outdir}: "
+                          f"{exc.strerror or exc}") from exc
+    if used:
+        raise OutputError(f"{outdir} exists; use --resume or a new directory")
+    _prepare_dir(outdir)
+    return CommitLog(outdir)
+
+
+def open_for_resume(outdir: Path) -> CommitLog:
+    """The commit log of a scan to continue; temporary and uncommitted part files are deleted."""
+    _prepare_dir(outdir)
+    commit_log = CommitLog(outdir)
+    committed = commit_log.committed_paths()
+    try:
+        commit_log.repair()
+        for name in DATASETS:
+            for entry in (outdir / name).glob("*.tmp"):
+                entry.unlink()
+            for entry, _seq in iter_parts(outdir / name):
+                if f"{name}/{entry.name}" not in committed:
+                    # renamed but never committed: a crash between rename and commit
+                    log.info("removing uncommitted part %s", entry)
+                    entry.unlink()
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, outdir)) from exc
+    return commit_log

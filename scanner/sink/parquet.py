@@ -24,12 +24,11 @@ import pyarrow.parquet as pq
 from scanner.config import ScanConfig
 from scanner.records import CertificateRecord, DomainMxRecord, DomainRecord, HostRecord
 from scanner.sink.durable import (
-    COMMIT_LOG,
-    CommitLog,
     OutputError,
     describe_os_error,
     fsync_dir,
-    iter_parts,
+    open_for_resume,
+    open_new,
     part_name,
 )
 from scanner.sink.rows import (
@@ -57,50 +56,6 @@ class _Checkpoint:
     buffers: dict[str, ColumnBuffer]
 
 
-def _prepare_dir(outdir: Path) -> None:
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        for name in DATASETS:
-            (outdir / name).mkdir(exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot use output directory {outdir}: "
-                          f"{exc.strerror or exc}") from exc
-
-
-def _create(outdir: Path) -> CommitLog:
-    """Prepare a new scan's directory; OutputError when it already holds datasets."""
-    try:
-        used = outdir.is_dir() and ((outdir / COMMIT_LOG).exists()
-                                    or any(any(iter_parts(outdir / n)) for n in DATASETS))
-    except OSError as exc:
-        raise OutputError(f"cannot use output directory {outdir}: "
-                          f"{exc.strerror or exc}") from exc
-    if used:
-        raise OutputError(f"{outdir} exists; use --resume or a new directory")
-    _prepare_dir(outdir)
-    return CommitLog(outdir)
-
-
-def _open_for_resume(outdir: Path) -> CommitLog:
-    """Keep what was committed; delete temporary and uncommitted part files."""
-    _prepare_dir(outdir)
-    commit_log = CommitLog(outdir)
-    committed = commit_log.committed_paths()
-    try:
-        commit_log.repair()
-        for name in DATASETS:
-            for entry in (outdir / name).glob("*.tmp"):
-                entry.unlink()
-            for entry, _seq in iter_parts(outdir / name):
-                if f"{name}/{entry.name}" not in committed:
-                    # renamed but never committed: a crash between rename and commit
-                    log.info("removing uncommitted part %s", entry)
-                    entry.unlink()
-    except OSError as exc:
-        raise OutputError(describe_os_error(exc, outdir)) from exc
-    return commit_log
-
-
 class DatasetWriter:
     """Buffers rows of the four datasets of one output directory and commits them in parts.
 
@@ -115,7 +70,7 @@ class DatasetWriter:
         self.outdir = Path(outdir)
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
-        self._log = _open_for_resume(self.outdir) if resume else _create(self.outdir)
+        self._log = open_for_resume(self.outdir) if resume else open_new(self.outdir)
         self.resumed = bool(self._log.commits)  # False when there was nothing to resume
         self._clock = clock
         self._seq = self._log.last_seq + 1
