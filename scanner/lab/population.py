@@ -1,0 +1,232 @@
+"""A seeded lab population: domains under `.test`, their MX sets, and the hosts behind them.
+
+`generate(profile, n_domains, seed)` (profiles in `profiles.py`) returns a `Population`; from it
+`build_zone` makes the DNS data and `truth.py` the ground truth. Everything random comes from one
+`random.Random` seeded by (profile, seed), so a seed always yields the same population.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from scanner.lab.behaviours import Behaviour
+from scanner.lab.dns_zone import RType, Zone, mx_rdata
+from scanner.lab.model import LabHost
+
+#: Input lines that must come out `invalid`, one per kind of mistake.
+INVALID_LINES = ("bad..name", "-x.test", "user@example.test", "a" * 64 + ".test")
+IDN_DOMAIN = "blåbær.test"
+IDN_ALABEL = "xn--blbr-roah.test"
+_SOFTWARE = ("ESMTP Postfix", "ESMTP Postfix (Debian/GNU)", "ESMTP Exim 4.72",
+             "Microsoft ESMTP MAIL Service ready", "ESMTP Sendmail 8.14.4", "ESMTP qmail")
+_WORDS = ("fjord", "bakeri", "fiske", "skog", "data", "bygg", "regnskap", "elektro", "hytte",
+          "turisme", "advokat", "tann", "maling", "ror", "transport", "butikk", "kafe", "kunst",
+          "musikk", "sport", "frisor", "auto", "media", "konsult", "eiendom", "energi", "helse")
+
+
+class DnsCase(StrEnum):
+    """How DNS describes a domain's mail."""
+
+    MX = "mx"  # MX records with preferences, each MX name with an A record
+    IMPLICIT = "implicit"  # no MX, an A record on the domain itself (RFC 5321 §5.1)
+    NULL_MX = "null_mx"  # RFC 7505 `0 .`
+    NO_MX = "no_mx"  # the name exists, no MX and no address
+    NXDOMAIN = "nxdomain"
+    SERVFAIL = "servfail"
+    TIMEOUT = "timeout"  # the MX query is never answered
+    MX_NO_ADDRESS = "mx_no_address"  # an MX whose name does not resolve
+    MX_CNAME = "mx_cname"  # the MX name is a CNAME to a mail host's name
+    BIG_MX = "big_mx"  # 30 MX records: the UDP answer is truncated, TCP has it all
+    INVALID = "invalid"  # not a domain: a bad input line (truth rows only)
+
+
+@dataclass(frozen=True, slots=True)
+class LabDomain:
+    """One domain of the population; `mx` is (preference, MX name), `()` when it has no MX."""
+
+    name: str  # A-label, lower-case
+    case: DnsCase
+    mx: tuple[tuple[int, str], ...] = ()
+    unicode: str | None = None  # the U-label form, written to domains.txt instead of `name`
+
+    @property
+    def input_line(self) -> str:
+        """How the domain appears in domains.txt."""
+        return self.unicode or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Population:
+    """Domains, hosts and the DNS names tying them together."""
+
+    profile: str
+    seed: int
+    domains: tuple[LabDomain, ...]
+    hosts: tuple[LabHost, ...]
+    addresses: dict[str, tuple[str, ...]]  # owner name -> its A/AAAA addresses
+    cnames: dict[str, str]  # alias -> target
+    txt: dict[str, tuple[str, ...]]
+    tlsa: dict[str, bytes]  # `_25._tcp.<mx>` -> SHA-256 digest (3 1 1)
+    invalid_lines: tuple[str, ...] = INVALID_LINES
+    _by_ip: dict[str, LabHost] = field(default_factory=dict, compare=False, repr=False)
+
+    def host(self, ip: str) -> LabHost:
+        """The host on an address."""
+        if not self._by_ip:
+            self._by_ip.update((h.ip, h) for h in self.hosts)
+        return self._by_ip[ip]
+
+    def input_lines(self) -> list[str]:
+        """The lines of domains.txt: every domain and the invalid lines, in a seeded order."""
+        lines = [d.input_line for d in self.domains] + list(self.invalid_lines)
+        random.Random(f"{self.profile}/{self.seed}/order").shuffle(lines)
+        return lines
+
+
+def lab_ip(index: int) -> str:
+    """The index-th host address: 127.1.0.1, 127.1.0.2, ... (no .0/.255, never 127.0.0.x)."""
+    block, last = divmod(index, 254)
+    return f"127.{1 + block // 256}.{block % 256}.{last + 1}"
+
+
+@dataclass(slots=True)
+class HostDraft:
+    """A host while the population is being built."""
+
+    ip: str
+    behaviour: Behaviour
+    names: list[str]  # names with an A record to this address
+    aliases: list[str] = field(default_factory=list)  # CNAMEs to one of `names`
+    latency_ms: int = 0
+
+
+class Builder:
+    """Accumulates hosts, domains and names; `build()` freezes them into a Population."""
+
+    def __init__(self, profile: str, seed: int, latency_ms: tuple[int, int]) -> None:
+        self.profile, self.seed, self.latency_ms = profile, seed, latency_ms
+        self.rng = random.Random(f"{profile}/{seed}")
+        self.hosts: list[HostDraft] = []
+        self.domains: list[LabDomain] = []
+        self.addresses: dict[str, tuple[str, ...]] = {}
+        self.cnames: dict[str, str] = {}
+        self.txt: dict[str, tuple[str, ...]] = {}
+        self.tlsa: dict[str, bytes] = {}
+        self._names = 0
+        self._big_mx: tuple[tuple[int, str], ...] | None = None
+
+    def new_name(self, prefix: str = "") -> str:
+        """A fresh domain name under .test."""
+        self._names += 1
+        return f"{prefix or self.rng.choice(_WORDS)}{self._names}.test"
+
+    def host(self, behaviour: Behaviour, name: str | None) -> HostDraft:
+        """A new host on the next address, with an A record for `name` (if any)."""
+        lo, hi = self.latency_ms
+        draft = HostDraft(lab_ip(len(self.hosts)), behaviour, [],
+                          latency_ms=self.rng.randint(lo, hi) if hi else 0)
+        self.hosts.append(draft)
+        if name:
+            self.name_host(name, draft)
+        return draft
+
+    def name_host(self, name: str, draft: HostDraft) -> None:
+        """Give the host one more name (an A record pointing at it)."""
+        draft.names.append(name)
+        self.addresses[name] = (draft.ip,)
+
+    def domain(self, name: str, case: DnsCase, mx: tuple[tuple[int, str], ...] = (),
+               unicode: str | None = None) -> LabDomain:
+        """Add a domain as given."""
+        domain = LabDomain(name, case, mx, unicode)
+        self.domains.append(domain)
+        return domain
+
+    def implicit(self, name: str, draft: HostDraft) -> None:
+        """A domain without MX whose own A record points at the host."""
+        self.name_host(name, draft)
+        self.domain(name, DnsCase.IMPLICIT)
+
+    def via_cname(self, name: str, draft: HostDraft) -> None:
+        """A domain whose MX name is a CNAME to the host's first name."""
+        alias = f"mail.{name}"
+        self.cnames[alias] = draft.names[0]
+        draft.aliases.append(alias)
+        self.domain(name, DnsCase.MX_CNAME, ((10, alias),))
+
+    def big_mx(self, behaviours: tuple[Behaviour, ...] = (Behaviour.VALID, Behaviour.VALID,
+                                                          Behaviour.NO_STARTTLS)) -> tuple[
+                                                              tuple[int, str], ...]:
+        """The shared 30-record MX set (long names, over 1232 bytes), spread over a few hosts."""
+        if self._big_mx is None:
+            drafts = [self.host(b, None) for b in behaviours]
+            names = [f"mx-{i:02d}-{'relay' * 8}.bigmx.test" for i in range(30)]
+            for i, name in enumerate(names):
+                self.name_host(name, drafts[i % len(drafts)])
+            self._big_mx = tuple((10 + i, name) for i, name in enumerate(names))
+        return self._big_mx
+
+    def add_policies(self, spf: float, dmarc: float, sts: float) -> None:
+        """TXT records (SPF, DMARC, MTA-STS, TLS-RPT) for seeded shares of the mail domains."""
+        mail = [d for d in self.domains if d.case in (DnsCase.MX, DnsCase.IMPLICIT)]
+        rng = self.rng
+        for i, d in enumerate(mail):
+            first = i == 0  # one domain carries every kind, so small populations have each
+            if first or rng.random() < spf:
+                self.txt[d.name] = ("v=spf1 mx -all",)
+            if first or rng.random() < dmarc:
+                self.txt[f"_dmarc.{d.name}"] = (f"v=DMARC1; p=none; rua=mailto:dmarc@{d.name}",)
+            if first or rng.random() < sts:
+                self.txt[f"_mta-sts.{d.name}"] = ("v=STSv1; id=20240101T000000;",)
+                self.txt[f"_smtp._tls.{d.name}"] = (f"v=TLSRPTv1; rua=mailto:tls@{d.name}",)
+
+    def add_tlsa(self, share: float) -> None:
+        """TLSA (3 1 1) records for `_25._tcp.<mx>` of a share of the valid hosts (at least one)."""
+        valid = [h for h in self.hosts if h.behaviour is Behaviour.VALID and h.names]
+        for i, h in enumerate(valid):
+            if i == 0 or self.rng.random() < share:
+                for name in h.names:
+                    self.tlsa[f"_25._tcp.{name}"] = hashlib.sha256(name.encode()).digest()
+
+    def build(self) -> Population:
+        """Freeze into a Population."""
+        hosts = tuple(
+            LabHost(ip=h.ip, behaviour=h.behaviour, mx_names=tuple(h.names),
+                    banner=f"{(h.names or [h.ip])[0]} {self.rng.choice(_SOFTWARE)}",
+                    latency_ms=h.latency_ms, cert_names=tuple(h.names + h.aliases))
+            for h in self.hosts)
+        return Population(self.profile, self.seed, tuple(self.domains), hosts, self.addresses,
+                          self.cnames, self.txt, self.tlsa)
+
+
+def build_zone(population: Population) -> Zone:
+    """The DNS data of a population: MX sets (packed once per distinct set), addresses, TXT..."""
+    zone = Zone()
+    packed: dict[tuple[tuple[int, str], ...], tuple[tuple[int, bytes], ...]] = {}
+    null_mx = ((int(RType.MX), mx_rdata(0, ".")),)
+    for d in population.domains:
+        if d.mx:
+            records = packed.get(d.mx)
+            if records is None:
+                records = packed[d.mx] = tuple((int(RType.MX), mx_rdata(p, n)) for p, n in d.mx)
+            zone.set_records(d.name, records)
+        elif d.case is DnsCase.NULL_MX:
+            zone.set_records(d.name, null_mx)
+        elif d.case is DnsCase.NO_MX:
+            zone.add_empty(d.name)
+        elif d.case in (DnsCase.SERVFAIL, DnsCase.TIMEOUT):
+            zone.fail(d.name, d.case.value)
+    for name, ips in population.addresses.items():
+        for ip in ips:
+            zone.add_a(name, ip)
+    for alias, target in population.cnames.items():
+        zone.add_cname(alias, target)
+    for name, texts in population.txt.items():
+        for text in texts:
+            zone.add_txt(name, text)
+    for name, digest in population.tlsa.items():
+        zone.add_tlsa(name, 3, 1, 1, digest)
+    return zone
