@@ -53,8 +53,9 @@ def run_lab_command(args: argparse.Namespace) -> int:
     if args.lab_command == "worker":
         from scanner.lab.workers import run_worker
 
-        return asyncio.run(run_worker(args.hosts_file, args.dir, args.smtp_port,
-                                      greet_pause_s=args.greet_pause))
+        code: int = asyncio.run(run_worker(args.hosts_file, args.dir, args.smtp_port,
+                                           greet_pause_s=args.greet_pause))
+        return code
     from scanner.lab.serve import run_lab
 
     if args.domains < 1:
