@@ -1,0 +1,164 @@
+"""One c-ares channel (aiodns) for the whole scan, and how its quirks are handled.
+
+Measured with pycares 5.2 / c-ares 1.34 against the lab server (see tests/test_dns.py):
+
+- Adaptive timeouts. c-ares times each try out after 5x the server's average latency, never below
+  250 ms, once it has 3 answers from that server; the configured timeout applies only to a fresh
+  channel. After fast answers, a silent server is given up after ~1.5 s (3 tries, doubling with
+  jitter) whatever `dns_query` says, and an answer slower than ~1 s is never accepted (a late
+  answer to an earlier try is dropped). So when c-ares reports a timeout sooner than the
+  configured budget (dns_query x dns_tries), the query is asked once more on a fresh one-try
+  channel, which has no latency history and waits the full `dns_query`.
+- Query cache. c-ares caches answers for min(TTL, 1 h) (about 1.2 KB each); pycares exposes no
+  option to turn it off. It would hold hours of a scan's answers, so it is flushed (channel
+  reinit, which keeps the configured servers) every `QCACHE_FLUSH_EVERY` queries. Within a scan
+  each name is asked about once anyway (MX per domain; A/AAAA via the resolver's own cache).
+- Truncation. A UDP answer with TC=1 is re-asked over TCP by c-ares (EDNS size 1232).
+- SERVFAIL and REFUSED answers are retried by c-ares up to `dns_tries`; NXDOMAIN is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiodns
+import pycares
+
+from scanner.config import ConfigError, Limits, Timeouts
+from scanner.dns_errors import ares_code, error_detail
+
+log = logging.getLogger(__name__)
+
+QCACHE_FLUSH_EVERY = 10_000
+#: Fresh retry channels open at once (each holds a c-ares event thread and two descriptors).
+RETRY_CHANNELS = 32
+_EARLY = 0.9  # a timeout before this share of the configured budget is "c-ares gave up early"
+_PROBE_NAME = "."  # the root's NS set: any resolver answers it (a lab server says REFUSED)
+
+
+@dataclass(slots=True)
+class ChannelStats:
+    """Counters for tests and the integrator: what the channel did."""
+
+    queries: int = 0
+    early_timeouts: int = 0  # c-ares gave up before the configured budget: retried once
+    retry_timeouts: int = 0  # ... and the fresh retry timed out as well
+    qcache_flushes: int = 0
+
+
+class DnsChannel:
+    """Queries through one shared aiodns resolver, at most `limits.dns_in_flight` at a time.
+
+    Create it inside the running event loop; invalid resolver strings raise ConfigError.
+    """
+
+    def __init__(self, resolvers: Sequence[str], timeouts: Timeouts, limits: Limits) -> None:
+        self._servers = tuple(resolvers)
+        self._timeouts = timeouts
+        self._budget_s = timeouts.dns_query * timeouts.dns_tries
+        # A safety net only: c-ares always calls back, after at most timeout x (2^tries - 1).
+        self._deadline_s = timeouts.dns_query * (2 ** timeouts.dns_tries) + 1.0
+        self._slots = asyncio.Semaphore(limits.dns_in_flight)
+        self._retry_slots = asyncio.Semaphore(RETRY_CHANNELS)
+        self._main = self._resolver(self._servers, timeouts.dns_query, timeouts.dns_tries)
+        self.stats = ChannelStats()
+        self._closed = False
+
+    @staticmethod
+    def _resolver(servers: Sequence[str], timeout: float, tries: int) -> aiodns.DNSResolver:
+        try:
+            return aiodns.DNSResolver(nameservers=list(servers) or None, timeout=timeout,
+                                      tries=tries, loop=asyncio.get_running_loop())
+        except pycares.AresError as exc:
+            raise ConfigError(f"invalid DNS resolver in {', '.join(servers)}: "
+                              f"{error_detail(exc)}") from exc
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """The configured resolvers, or the system's (as c-ares read them) when none were given."""
+        return self._servers or tuple(self._main.nameservers)
+
+    async def query(self, name: str, qtype: str) -> pycares.DNSResult:
+        """One query; raises aiodns.error.DNSError (or TimeoutError from the safety net)."""
+        async with self._slots:
+            started = time.monotonic()
+            try:
+                return await self._ask(self._main, name, qtype)
+            except aiodns.error.DNSError as exc:
+                waited = time.monotonic() - started
+                if ares_code(exc) != pycares.errno.ARES_ETIMEOUT or self._closed \
+                        or waited >= _EARLY * self._budget_s:
+                    raise
+            self.stats.early_timeouts += 1
+            return await self._ask_fresh(name, qtype)
+
+    async def _ask(self, resolver: aiodns.DNSResolver, name: str,
+                   qtype: str) -> pycares.DNSResult:
+        if resolver is self._main:
+            self.stats.queries += 1
+            if self.stats.queries % QCACHE_FLUSH_EVERY == 0:
+                self._flush_query_cache()
+        async with asyncio.timeout(self._deadline_s):
+            return await resolver.query_dns(name, qtype)
+
+    async def _ask_fresh(self, name: str, qtype: str) -> pycares.DNSResult:
+        """Ask on a new one-try channel: no latency history, so it waits the full dns_query."""
+        async with self._retry_slots:
+            fresh = self._resolver(self.servers, self._timeouts.dns_query, 1)
+            try:
+                async with asyncio.timeout(self._timeouts.dns_query + 1.0):
+                    return await fresh.query_dns(name, qtype)
+            except aiodns.error.DNSError as exc:
+                if ares_code(exc) != pycares.errno.ARES_ETIMEOUT:
+                    raise
+                self.stats.retry_timeouts += 1
+                raise aiodns.error.DNSError(
+                    exc.args[0], f"{error_detail(exc)} (retried once on a fresh channel)"
+                ) from exc
+            except TimeoutError:
+                self.stats.retry_timeouts += 1
+                raise
+            finally:
+                await fresh.close()
+
+    def _flush_query_cache(self) -> None:
+        # aiodns has no public handle on the channel; reinit flushes c-ares' query cache and
+        # keeps servers set explicitly (verified in tests). Skipped quietly if that changes.
+        channel = getattr(self._main, "_channel", None)
+        if channel is None:
+            return
+        try:
+            channel.reinit()
+            self.stats.qcache_flushes += 1
+        except (pycares.AresError, RuntimeError) as exc:
+            log.debug("c-ares query cache flush failed: %s", exc)
+
+    async def unanswered(self, server: str, timeout_s: float, tries: int) -> str | None:
+        """Why `server` gave no DNS answer at all ("timeout", ...), or None when it answered."""
+        probe = self._resolver((server,), timeout_s, tries)
+        try:
+            async with asyncio.timeout(timeout_s * (2 ** tries) + 1.0):
+                await probe.query_dns(_PROBE_NAME, "NS")
+        except aiodns.error.DNSError as exc:
+            code = ares_code(exc)
+            if code == pycares.errno.ARES_ETIMEOUT:
+                return "timeout"
+            if code == pycares.errno.ARES_ECONNREFUSED:
+                return "connection refused"
+            return None  # NXDOMAIN, REFUSED, SERVFAIL...: it answered
+        except TimeoutError:
+            return "timeout"
+        finally:
+            await probe.close()
+        return None
+
+    async def close(self) -> None:
+        """Cancel outstanding queries and release the channel."""
+        self._closed = True
+        with contextlib.suppress(RuntimeError):
+            await self._main.close()
