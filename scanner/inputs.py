@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scanner import input_files
 from scanner.domain_names import REASONS, InvalidDomain, normalise_domain
 from scanner.input_files import InputError, open_text
 from scanner.records import DomainInput
@@ -28,6 +29,7 @@ __all__ = ["INPUT_REASONS", "InputError", "InputStats", "check_inputs", "read_do
 INPUT_REASONS = REASONS | {
     "invalid_encoding",  # bytes that are not UTF-8 (decoded as U+FFFD)
     "missing_column",  # a CSV row too short to hold the domain column
+    "line_too_long",  # over input_files.MAX_LINE_CHARS: cut there, never a domain
 }
 
 _SNIFF_LINES = 100
@@ -153,6 +155,9 @@ def _detect_format(sample: Sequence[str]) -> str:
 def _text_candidates(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str, str | None]]:
     """One domain per line; "#" starts a comment anywhere on a line."""
     for line_no, line in lines:
+        if len(line) >= input_files.MAX_LINE_CHARS:
+            yield line_no, line, "line_too_long"
+            continue
         if "#" in line:
             line = line.split("#", 1)[0]
         text = line.strip()
@@ -167,6 +172,9 @@ def _csv_candidates(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str
     for line_no, line in lines:
         text = line.strip()
         if not text or text.startswith("#"):
+            continue
+        if len(line) >= input_files.MAX_LINE_CHARS:
+            yield line_no, text, "line_too_long"
             continue
         row = [f.strip() for f in (next(csv.reader([text])) if '"' in text else text.split(","))]
         if first_row:
