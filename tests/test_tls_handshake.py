@@ -21,6 +21,9 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scanner.lab.behaviours import EXPECTED, NEGOTIATES_TLS, Behaviour
+from scanner.lab.model import LabHost
+from scanner.lab.pki import LabPki
 from scanner.records import TlsFacts
 from scanner.tls.context import ProbeContext, make_probe_context, unverified_chain_der
 from scanner.tls.handshake import (
@@ -252,6 +255,35 @@ async def test_observers_are_forgotten_and_do_not_outlive_connections(
     del ssl_object, writer
     gc.collect()
     assert len(context) == 0
+
+
+@pytest.fixture(scope="module")
+def lab_pki(tmp_path_factory: pytest.TempPathFactory) -> LabPki:
+    return LabPki.create(tmp_path_factory.mktemp("lab-pki"), dt.datetime.now(dt.UTC))
+
+
+@pytest.mark.parametrize("behaviour", sorted(NEGOTIATES_TLS))
+async def test_lab_servers_give_the_expected_facts_and_chain(
+        lab_pki: LabPki, behaviour: Behaviour) -> None:
+    host = LabHost("127.9.0.1", behaviour, ("mx1.lab.test",), "mx1.lab.test ESMTP")
+    context = make_probe_context()
+    async with tls_server(lab_pki.server_context(host)) as port:
+        facts, chain, _ = await probe(context, port)
+    expected = EXPECTED[behaviour]
+    assert facts is not None
+    assert (facts.version, facts.forward_secrecy, facts.kex_group, facts.kex_bits) == (
+        expected.tls_version, expected.forward_secrecy, expected.kex_group, expected.kex_bits)
+    assert chain == tuple(c.public_bytes(serialization.Encoding.DER)
+                          for c in lab_pki.served_chain(host))
+
+
+async def test_lab_huge_certificate_fails_the_handshake(lab_pki: LabPki) -> None:
+    # OpenSSL's 100 kB certificate-list limit stays: a 1 MB chain is the server's failure.
+    host = LabHost("127.9.0.2", Behaviour.HUGE_CERT, ("mx1.lab.test",), "mx1.lab.test ESMTP")
+    context = make_probe_context()
+    async with tls_server(lab_pki.server_context(host)) as port:
+        with pytest.raises(ssl.SSLError, match="EXCESSIVE_MESSAGE_SIZE|excessive message size"):
+            await probe(context, port)
 
 
 def test_facts_for_an_unconnected_object_is_none() -> None:
