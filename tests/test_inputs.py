@@ -38,7 +38,7 @@ example  IN NS ns1.example.no.
          IN NS ns2.example.no.
 ns1.example IN A 192.0.2.1
 other.no. 86400 IN NS ns.other.com.
-txt      IN TXT "v=spf1 ; not a comment ( nor a parenthesis"
+txt      IN TXT "( not a parenthesis ; nor a comment"
 ttlfirst 300 IN NS ns.x.com.
 classfirst IN 300 NS ns.x.com.
 bare     NS ns.x.com.
@@ -47,12 +47,18 @@ paren    IN NS (
 Bücher   IN NS ns.x.com.
 _bad     IN NS ns.x.com.
 _bad     IN NS ns.y.com.
+;retired IN NS ns.x.com.
+signed   IN DS 12345 8 2 (
+                49FD46E6C4B45C55D4AC )
+         IN NS ns.x.com.
+split IN (
+NS ns.x.com. )
 $ORIGIN sub.no.
 inner    IN NS ns.x.com.
 @        IN NS ns.x.com.
 """
 ZONE_NAMES = ["example.no", "other.no", "ttlfirst.no", "classfirst.no", "bare.no", "paren.no",
-              "xn--bcher-kva.no", None, "inner.sub.no", "sub.no"]
+              "xn--bcher-kva.no", None, "signed.no", "split.no", "inner.sub.no", "sub.no"]
 
 
 def write(directory: Path, name: str, text: str | bytes, compression: str | None = None) -> Path:
@@ -173,7 +179,7 @@ def test_duplicates_are_skipped_and_counted_across_files_and_formats(tmp_path: P
     rows, stats = read_all([text, csv, zone])
     assert domains(rows) == ["example.no", "xn--bcher-kva.no", None, None, "new.no",
                              "other.no", "ttlfirst.no", "classfirst.no", "bare.no", "paren.no",
-                             None, "inner.sub.no", "sub.no"]
+                             None, "signed.no", "split.no", "inner.sub.no", "sub.no"]
     # invalid lines are never de-duplicated: each is a row
     assert [r.line_no for r in rows[:5]] == [1, 3, 4, 5, 7]
     # example.no (text, csv, zone), bücher (csv, zone): the zone's second NS records are not
@@ -237,7 +243,7 @@ def test_zone_file_yields_each_delegation_once_without_the_apex(tmp_path: Path) 
     assert domains(rows) == ZONE_NAMES
     assert stats.formats[str(path)] == "zone"
     # each row points at the first line of its record
-    assert [r.line_no for r in rows] == [10, 13, 15, 16, 17, 18, 20, 21, 24, 25]
+    assert [r.line_no for r in rows] == [10, 13, 15, 16, 17, 18, 20, 21, 26, 27, 30, 31]
     assert rows[ZONE_NAMES.index(None)].raw == "_bad.no."
     assert stats.duplicates == 0 and stats.invalid == 1
 
