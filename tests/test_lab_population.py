@@ -195,7 +195,7 @@ def test_leaf_names_only_for_parseable_tls_certificates() -> None:
     assert rows["wrong_name"]["leaf_names"] and not set(rows["wrong_name"]["leaf_names"]) & set(
         rows["wrong_name"]["mx_hostnames"])
     for behaviour in ("bad_cert", "no_starttls", "huge_cert", "tarpit"):
-        assert rows[behaviour]["leaf_names"] is None
+        assert rows[behaviour]["leaf_names"] == []
 
 
 def test_zone_matches_population() -> None:

@@ -42,10 +42,10 @@ _FAILED = {DnsCase.NXDOMAIN: DnsStatus.NXDOMAIN, DnsCase.SERVFAIL: DnsStatus.SER
 _Counts = tuple[int, int, int, int, int, int, int, StartTlsClass, StartTlsClass]
 
 
-def leaf_names(host: LabHost) -> tuple[str, ...] | None:
-    """The DNS names of the leaf a scan receives; None when there is no parseable certificate."""
+def leaf_names(host: LabHost) -> tuple[str, ...]:
+    """The DNS names of the leaf a scan receives; empty without a parseable certificate."""
     if host.behaviour not in NEGOTIATES_TLS or host.behaviour is Behaviour.BAD_CERT:
-        return None
+        return ()  # as the scanner records it: an empty list, not null
     if host.behaviour is Behaviour.WRONG_NAME:
         return (WRONG_NAME,)
     return host.cert_names or host.mx_names or ("lab-host.test",)
