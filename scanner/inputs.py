@@ -12,7 +12,7 @@ file is read, a set of the owners it delegated (shares the strings; ~40 bytes pe
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,41 +89,43 @@ def read_domains(paths: Sequence[Path], stats: InputStats | None = None) -> Iter
             compression = f"+{opened.compression}" if opened.compression else ""
             stats.formats[str(path)] = kind + compression
             lines = _Lines(opened.read_lines(), line_offset, stats)
-            if kind == "zone":
-                candidates = _zone_candidates(lines)
-            elif kind == "csv":
-                candidates = _csv_candidates(lines)
-            else:
-                candidates = _text_candidates(lines)
-            # Several NS records delegate one name; only the first one counts.
-            zone_owners: set[str] | None = set() if kind == "zone" else None
-            for line_no, raw, reason in candidates:
-                if reason is None and "\ufffd" in raw:
-                    reason = "invalid_encoding"
-                try:
-                    if reason is not None:
-                        raise InvalidDomain(reason)
-                    a_label, u_label = normalise_domain(raw)
-                except InvalidDomain as exc:
-                    if zone_owners is not None:
-                        if raw.lower() in zone_owners:
-                            continue
-                        zone_owners.add(raw.lower())
-                    stats.invalid += 1
-                    yield DomainInput(line_no, raw[:_MAX_RAW_CHARS], None, None,
-                                      InputStatus.INVALID, exc.reason, path.name)
-                    continue
-                if zone_owners is not None:
-                    if a_label in zone_owners:
-                        continue
-                    zone_owners.add(a_label)
-                if a_label in seen:
-                    stats.duplicates += 1
-                    continue
-                seen.add(a_label)
-                stats.valid += 1
-                yield DomainInput(line_no, raw, a_label, u_label, InputStatus.OK, None, path.name)
+            candidates = _CANDIDATES[kind](lines)
+            yield from _rows(candidates, path.name, kind == "zone", seen, stats)
             line_offset = lines.last_line_no
+
+
+def _rows(candidates: Iterable[tuple[int, str, str | None]], source: str, zone: bool,
+          seen: set[str], stats: InputStats) -> Iterator[DomainInput]:
+    """Normalise one file's candidates into rows, skipping and counting names already seen."""
+    # Several NS records delegate one name: only the first counts. Keys are A-labels, or the
+    # owner as written (with its final dot, so never equal to an A-label) when it is invalid.
+    zone_owners: set[str] = set()
+    for line_no, raw, reason in candidates:
+        if reason is None and "\ufffd" in raw:
+            reason = "invalid_encoding"
+        try:
+            if reason is not None:
+                raise InvalidDomain(reason)
+            a_label, u_label = normalise_domain(raw)
+        except InvalidDomain as exc:
+            if zone:
+                if raw.lower() in zone_owners:
+                    continue
+                zone_owners.add(raw.lower())
+            stats.invalid += 1
+            yield DomainInput(line_no, raw[:_MAX_RAW_CHARS], None, None, InputStatus.INVALID,
+                              exc.reason, source)
+            continue
+        if zone:
+            if a_label in zone_owners:
+                continue
+            zone_owners.add(a_label)
+        if a_label in seen:
+            stats.duplicates += 1
+            continue
+        seen.add(a_label)
+        stats.valid += 1
+        yield DomainInput(line_no, raw, a_label, u_label, InputStatus.OK, None, source)
 
 
 class _Lines:
@@ -196,3 +198,9 @@ def _zone_candidates(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, st
     """Owner names of the delegations in a zone file."""
     for line_no, owner in delegated_owners(lines):
         yield line_no, owner, None
+
+
+_CANDIDATES: dict[str, Callable[[Iterable[tuple[int, str]]],
+                                Iterator[tuple[int, str, str | None]]]] = {
+    "text": _text_candidates, "csv": _csv_candidates, "zone": _zone_candidates,
+}
