@@ -1,0 +1,189 @@
+"""`lab serve`: start-up, lab.json, DNS and SMTP answers, control channel, clean stop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dnslib import RCODE, DNSRecord
+
+from scanner.lab import workers
+from scanner.lab.cli import _latency
+from scanner.lab.control import control_request
+from scanner.lab.serve import LabProcess, run_lab
+
+
+def _mx(resolver: str, name: str, timeout: float = 1.0) -> DNSRecord:
+    host, port = resolver.rsplit(":", 1)
+    return DNSRecord.parse(DNSRecord.question(name, "MX").send(host, int(port), timeout=timeout))
+
+
+def _greeting(ip: str, port: int) -> bytes:
+    with socket.create_connection((ip, port), timeout=3) as sock:
+        data = sock.recv(1024)
+        sock.sendall(b"QUIT\r\n")
+        return data
+
+
+def test_lab_process_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    started = time.monotonic()
+    lab = LabProcess.start("mixed", 200, 1, tmp_path, latency_ms=(0, 0))
+    try:
+        assert time.monotonic() - started < 10
+        info = json.loads((tmp_path / "lab.json").read_text())
+        assert info["pid"] == lab.pid and info["profile"] == "mixed" and info["seed"] == 1
+        assert info["resolver"] == lab.resolver and info["smtp_port"] == lab.smtp_port
+        assert Path(info["ca_pem"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
+        assert info["hosts"] == lab.truth_hosts().num_rows
+        for name in ("domains.txt", "truth/domains.parquet", "truth/hosts.parquet"):
+            assert (tmp_path / name).is_file()
+        assert RCODE[_mx(lab.resolver, "only-valid.test").header.rcode] == "NOERROR"
+        valid = next(r["ip"] for r in lab.truth_hosts().to_pylist() if r["behaviour"] == "valid")
+        assert _greeting(valid, lab.smtp_port).startswith(b"220 ")
+    finally:
+        assert lab.stop() == 0
+    assert not (tmp_path / "lab.json").exists()
+    with pytest.raises(OSError):
+        _greeting(valid, lab.smtp_port)
+
+
+def test_lab_process_reports_a_failed_start(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        with pytest.raises(RuntimeError, match="lab exited"):
+            LabProcess.start("mixed", 50, 1, tmp_path, dns_port=taken.getsockname()[1])
+
+
+@pytest.fixture
+def clean_counts(fake_internet: Any) -> Any:
+    """Tests that talk to the shared lab's hosts reset its counters afterwards: scan tests
+    check that each address saw one connection."""
+    yield fake_internet
+    fake_internet.control("reset_counts")
+
+
+def test_fake_internet_knows_behaviours_and_truth(fake_internet: Any) -> None:
+    ip = fake_internet.address_of("valid")
+    assert fake_internet.expected_host(ip)["behaviour"] == "valid"
+    assert fake_internet.expected("only-tarpit.test")["starttls_class"] == "unreachable"
+    assert fake_internet.expected("bad..name")["starttls_class"] == "invalid"
+    assert ip in fake_internet.counts()
+    assert fake_internet.address_of("refused") not in fake_internet.counts()
+
+
+def test_control_counts_connections_and_resets(clean_counts: Any) -> None:
+    fake_internet = clean_counts
+    ip = fake_internet.address_of("no_starttls")
+    fake_internet.control("reset_counts")
+    _greeting(ip, fake_internet.smtp_port)
+    deadline = time.monotonic() + 3
+    while fake_internet.counts()[ip]["commands"].get("QUIT") != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    counts = fake_internet.counts()[ip]
+    assert counts["connections"] == 1 and counts["forbidden_commands"] == 0
+    fake_internet.control("reset_counts")
+    assert fake_internet.counts()[ip]["connections"] == 0
+
+
+def test_control_pauses_and_resumes_dns(fake_internet: Any) -> None:
+    fake_internet.control("pause_dns")
+    try:
+        with pytest.raises((TimeoutError, socket.timeout)):
+            _mx(fake_internet.resolver, "only-valid.test", timeout=0.3)
+        assert fake_internet.control("status")["dns_paused"] is True
+    finally:
+        fake_internet.control("resume_dns")
+    assert _mx(fake_internet.resolver, "only-valid.test").rr
+
+
+def test_control_pauses_smtp(clean_counts: Any) -> None:
+    fake_internet = clean_counts
+    ip = fake_internet.address_of("valid")
+    fake_internet.control("pause_smtp")
+    try:
+        with socket.create_connection((ip, fake_internet.smtp_port), timeout=3) as sock:
+            sock.settimeout(0.3)
+            with pytest.raises((TimeoutError, socket.timeout)):
+                sock.recv(1024)
+    finally:
+        fake_internet.control("resume_smtp")
+    assert _greeting(ip, fake_internet.smtp_port).startswith(b"220")
+
+
+def test_control_rejects_unknown_commands(fake_internet: Any) -> None:
+    with pytest.raises(RuntimeError, match="unknown command"):
+        fake_internet.control("reboot")
+
+
+async def test_run_lab_in_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    monkeypatch.setattr(workers, "MAX_HOSTS_PER_PROCESS", 10)
+    monkeypatch.setattr(workers, "HOSTS_PER_WORKER", 20)  # 42 listening hosts: 3 workers
+    ready = asyncio.Event()
+    task = asyncio.create_task(run_lab("mixed", 60, 1, tmp_path, latency_ms=(0, 0),
+                                       ready=ready))
+    await asyncio.wait_for(ready.wait(), 60)
+    info = json.loads((tmp_path / "lab.json").read_text())
+    reply = await asyncio.to_thread(control_request, info["control"], {"cmd": "counts"})
+    assert len(reply["counts"]) == info["hosts"] - 1  # every listening host, from 3 workers
+    hosts = sorted(reply["counts"])
+    for ip in hosts[:3]:
+        assert (await asyncio.to_thread(_greeting, ip, info["smtp_port"])).startswith(b"220")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not (tmp_path / "lab.json").exists()
+    for ip in hosts[:3]:
+        with pytest.raises(OSError):
+            await asyncio.to_thread(_greeting, ip, info["smtp_port"])
+
+
+def test_worker_exits_when_its_parent_closes_stdin(tmp_path: Path) -> None:
+    import pickle
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from scanner.lab.pki import LabPki
+    from scanner.lab.profiles import generate
+
+    (tmp_path / "workers").mkdir()
+    workers._save_pki(LabPki.create(tmp_path, datetime.now(UTC)), tmp_path / "workers" / "pki.json")
+    hosts = [h for h in generate("mixed", 50, 1).hosts if h.behaviour.value == "valid"][:2]
+    (tmp_path / "hosts.pickle").write_bytes(pickle.dumps(hosts))
+    port = workers.free_port(hosts[0].ip)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scanner.lab.cli", "worker", "--hosts-file",
+         str(tmp_path / "hosts.pickle"), "--dir", str(tmp_path), "--smtp-port", str(port)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        control = json.loads(proc.stdout.readline())["control"]
+        assert set(control_request(control, {"cmd": "counts"})["counts"]) == {h.ip for h in hosts}
+        assert _greeting(hosts[1].ip, port).startswith(b"220 ")
+        proc.stdin.close()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+@pytest.mark.parametrize(("text", "expected"), [("20-300", (20, 300)), ("0", (0, 0))])
+def test_latency_argument(text: str, expected: tuple[int, int]) -> None:
+    assert _latency(text) == expected
+
+
+@pytest.mark.parametrize("text", ["300-20", "x", "-5"])
+def test_bad_latency_argument(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        _latency(text)
