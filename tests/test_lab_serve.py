@@ -187,3 +187,18 @@ def test_latency_argument(text: str, expected: tuple[int, int]) -> None:
 def test_bad_latency_argument(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         _latency(text)
+
+
+@pytest.mark.parametrize(("address", "allowed"), [
+    (("127.1.2.3", 25), True), (("::1", 25, 0, 0), True), (("localhost", 53), True),
+    (("192.0.2.1", 25), False), (("2001:db8::1", 25, 0, 0), False), (("mx.example.com", 25), False),
+])
+def test_tests_may_only_reach_loopback(address: tuple[Any, ...], allowed: bool) -> None:
+    from conftest import OutsideNetworkError, _allowed
+
+    assert _allowed(address) is allowed
+    assert socket.socket.connect.__name__ == "checked"  # the session guard is installed
+    if not allowed:  # the guard raises before any packet could leave
+        with socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET) as sock:
+            with pytest.raises(OutsideNetworkError):
+                sock.connect(address)
