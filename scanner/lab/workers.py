@@ -17,7 +17,6 @@ import pickle
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -242,15 +241,29 @@ async def run_worker(hosts_file: Path, directory: Path, port: int, *,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    def watch_parent() -> None:
-        sys.stdin.buffer.read()  # returns at EOF: the parent closed the pipe or died
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=watch_parent, daemon=True).start()
+    # EOF on stdin: the parent closed the pipe or died. Read on a duplicate of fd 0, so the
+    # transport closing it leaves sys.stdin alone.
+    stdin = os.fdopen(os.dup(0), "rb", buffering=0)
+    transport, _ = await loop.connect_read_pipe(lambda: _ParentWatch(stop), stdin)
     print(json.dumps({"control": server_address(control)}), flush=True)
     try:
         await stop.wait()
     finally:
+        transport.close()
         control.close()
         await fleets.close()
     return 0
+
+
+class _ParentWatch(asyncio.Protocol):
+    """Sets `stop` when the pipe from the parent reaches EOF."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+
+    def eof_received(self) -> bool:
+        self.stop.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop.set()
