@@ -71,9 +71,14 @@ class LabPki:
         self.intermediate = intermediate
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[Behaviour, tuple[str, ...]], _Entry] = OrderedDict()
-        self._keys: dict[str, LeafKey] = {}
+        self._keys: dict[str, LeafKey] = {"ec": LeafKey(ec.generate_private_key(ec.SECP256R1()))}
         self._unrelated: tuple[x509.Certificate, ...] | None = None
         self._lock = threading.Lock()  # serve.py may build contexts from several threads
+        # RSA key generation takes up to a few hundred ms: done in the background (it releases
+        # the GIL) so the first rsa1024/dhe1024 handshake does not stall a whole event loop.
+        self._rsa_keys = threading.Thread(target=self._generate_rsa_keys, name="lab-pki-rsa",
+                                          daemon=True)
+        self._rsa_keys.start()
 
     @classmethod
     def create(cls, directory: Path, now: datetime, *, cache_size: int = 1024) -> LabPki:
@@ -173,15 +178,14 @@ class LabPki:
         return context
 
     def _key(self, kind: str) -> LeafKey:
-        key = self._keys.get(kind)
-        if key is None:
-            if kind == "ec":
-                private: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
-                    ec.generate_private_key(ec.SECP256R1()))
-            else:
-                private = rsa.generate_private_key(65537, 1024 if kind == "rsa1024" else 2048)
-            key = self._keys[kind] = LeafKey(private)
-        return key
+        """The shared leaf key of a kind: "ec" (P-256), "rsa1024" or "rsa2048"."""
+        if kind != "ec":
+            self._rsa_keys.join()
+        return self._keys[kind]
+
+    def _generate_rsa_keys(self) -> None:
+        for bits in (1024, 2048):
+            self._keys[f"rsa{bits}"] = LeafKey(rsa.generate_private_key(65537, bits))
 
     def _unrelated_certs(self) -> _Chain:
         if self._unrelated is None:

@@ -159,6 +159,9 @@ async def _reset(s: Session) -> None:
 
 
 async def _plaintext_reply(s: Session) -> None:
+    # After the ClientHello, as a server that took it for a command would: sent at once, the
+    # line could sit unread in the client's plaintext buffer and the handshake would just hang.
+    await _read_client_hello(s)
     await s.send(b"220 ready\r\n")
     await drain_input(s.reader)
 

@@ -144,10 +144,13 @@ class SmtpFleet:
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
-    """Close without waiting long: a client that never answers TLS close_notify gets aborted."""
+    """Close, and wait (briefly) until closed, which also consumes any connection error."""
+    # A transport already closing has lost its connection, or was closed by a failed start_tls,
+    # after which wait_closed() may never end: a moment is enough for it.
+    patience = 0.1 if writer.transport.is_closing() else 1.0
     writer.close()
     try:
-        async with asyncio.timeout(1.0):
+        async with asyncio.timeout(patience):
             await writer.wait_closed()
     except (asyncio.CancelledError, TimeoutError, OSError):
         writer.transport.abort()
