@@ -2,13 +2,14 @@
 
 Measured with pycares 5.2 / c-ares 1.34 against the lab server (see tests/test_dns.py):
 
-- Adaptive timeouts. c-ares times each try out after 5x the server's average latency, never below
-  250 ms, once it has 3 answers from that server; the configured timeout applies only to a fresh
-  channel. After fast answers, a silent server is given up after ~1.5 s (3 tries, doubling with
-  jitter) whatever `dns_query` says, and an answer slower than ~1 s is never accepted (a late
-  answer to an earlier try is dropped). So when c-ares reports a timeout sooner than the
-  configured budget (dns_query x dns_tries), the query is asked once more on a fresh one-try
-  channel, which has no latency history and waits the full `dns_query`.
+- Adaptive timeouts. Once c-ares has 3 answers from a server, each try times out after 5x that
+  server's average latency, never below 250 ms, doubling per try with jitter; the configured
+  timeout only applies to a fresh channel. After fast answers a silent server is given up after
+  0.5-0.75 s (2 tries) or 1-1.75 s (3 tries) whatever `dns_query` says, and an answer slower than
+  the last try's window is lost (a late answer to an earlier try is dropped). So when c-ares
+  reports a timeout sooner than the configured budget (dns_query x dns_tries), the query is
+  asked once more on a fresh one-try channel, which has no latency history and waits the full
+  `dns_query` (capped at 5 s by c-ares). A fresh channel costs ~0.6 ms and a thread while open.
 - Query cache. c-ares caches answers for min(TTL, 1 h) (about 1.2 KB each); pycares exposes no
   option to turn it off. It would hold hours of a scan's answers, so it is flushed (channel
   reinit, which keeps the configured servers) every `QCACHE_FLUSH_EVERY` queries. Within a scan
@@ -38,6 +39,7 @@ QCACHE_FLUSH_EVERY = 10_000
 #: Fresh retry channels open at once (each holds a c-ares event thread and two descriptors).
 RETRY_CHANNELS = 32
 _EARLY = 0.9  # a timeout before this share of the configured budget is "c-ares gave up early"
+_MAX_TRY_S = 5.0  # c-ares' cap on one try (ARES_OPT_MAXTIMEOUTMS, which pycares does not expose)
 _PROBE_NAME = "."  # the root's NS set: any resolver answers it (a lab server says REFUSED)
 
 
@@ -60,7 +62,7 @@ class DnsChannel:
     def __init__(self, resolvers: Sequence[str], timeouts: Timeouts, limits: Limits) -> None:
         self._servers = tuple(resolvers)
         self._timeouts = timeouts
-        self._budget_s = timeouts.dns_query * timeouts.dns_tries
+        self._budget_s = min(timeouts.dns_query, _MAX_TRY_S) * timeouts.dns_tries
         # A safety net only: c-ares always calls back, after at most timeout x (2^tries - 1).
         self._deadline_s = timeouts.dns_query * (2 ** timeouts.dns_tries) + 1.0
         self._slots = asyncio.Semaphore(limits.dns_in_flight)
