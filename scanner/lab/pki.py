@@ -7,6 +7,7 @@ shared per key type: generating keys per host would cost CPU and tells the surve
 
 from __future__ import annotations
 
+import os
 import ssl
 import tempfile
 import threading
@@ -170,11 +171,7 @@ class LabPki:
         elif behaviour is Behaviour.RSA1024:
             context.set_ciphers("DEFAULT:@SECLEVEL=0")  # a 1024-bit key fails level 2 at load
         pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain) + key.pem
-        # ssl can load a chain only from a file: a short-lived one, removed at once.
-        with tempfile.NamedTemporaryFile(dir=self.directory, suffix=".pem") as handle:
-            handle.write(pem)
-            handle.flush()
-            context.load_cert_chain(handle.name)
+        _load_chain(context, pem, self.directory)
         return context
 
     def _key(self, kind: str) -> LeafKey:
@@ -197,3 +194,18 @@ class LabPki:
         if not path.exists():
             path.write_bytes(DH1024_PEM)
         return path
+
+
+def _load_chain(context: ssl.SSLContext, pem: bytes, directory: Path) -> None:
+    """Load a PEM chain and key: ssl reads them only from a file, so a short-lived one."""
+    if hasattr(os, "memfd_create"):  # Linux: an anonymous in-memory file, no disk involved
+        fd = os.memfd_create("lab-chain")
+        with open(fd, "wb") as memfile:
+            memfile.write(pem)
+            memfile.flush()
+            context.load_cert_chain(f"/proc/self/fd/{fd}")
+        return
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=".pem") as handle:
+        handle.write(pem)
+        handle.flush()
+        context.load_cert_chain(handle.name)
