@@ -462,6 +462,27 @@ async def test_an_internal_bug_becomes_internal_error(small: DnsServer,
     assert mail.status is S.INTERNAL_ERROR and mail.error_detail == "ValueError: parser bug"
 
 
+async def test_implicit_mx_with_a_failed_address_lookup_keeps_the_host(
+        small: DnsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = MailResolver([small.address], FAST, Limits())
+    codes = {"MX": ares.ARES_ENODATA, "A": ares.ARES_ESERVFAIL, "AAAA": ares.ARES_ENODATA}
+
+    async def answers(name: str, qtype: str) -> pycares.DNSResult:
+        raise _dns_error(codes[qtype])
+
+    monkeypatch.setattr(r._channel, "query", answers)
+    try:
+        mail = await r.resolve_mail_hosts("web.test")
+    finally:
+        await r.close()
+    # no MX is known, whether the domain has an address is not: the failure is the status
+    assert (mail.status, mail.mx_source) == (S.SERVFAIL, MxSource.IMPLICIT)
+    assert [(h.name, h.preference, h.addresses, h.address_status) for h in mail.hosts] == [
+        ("web.test", 0, (), S.SERVFAIL)]
+    assert mail.error_detail == ("A: DNS server returned general failure; "
+                                 "AAAA: DNS server returned answer with no data")
+
+
 # -- error mapping (pure) -----------------------------------------------------------------------
 
 def _dns_error(code: int) -> aiodns.error.DNSError:
