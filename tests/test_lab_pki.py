@@ -104,6 +104,13 @@ def test_long_chain_is_leaf_intermediate_and_98_unrelated(pki: LabPki) -> None:
     assert sum(len(c.public_bytes(Encoding.DER)) for c in chain) < 100_000  # under client limits
 
 
+def test_certificates_of_different_hosts_have_distinct_serials(pki: LabPki) -> None:
+    serials = {pki.served_chain(host(b))[0].serial_number
+               for b in (Behaviour.VALID, Behaviour.EXPIRED, Behaviour.NOT_YET_VALID,
+                         Behaviour.MISSING_INTERMEDIATE, Behaviour.RSA1024, Behaviour.DHE1024)}
+    assert len(serials) == 5  # missing_intermediate serves the valid leaf, alone
+
+
 def test_huge_cert_is_over_a_megabyte(pki: LabPki) -> None:
     leaf = pki.served_chain(host(Behaviour.HUGE_CERT))[0]
     assert len(leaf.public_bytes(Encoding.DER)) > 1_000_000
@@ -133,7 +140,10 @@ def test_contexts_are_cached_by_behaviour_and_names(pki: LabPki) -> None:
 def test_context_cache_is_bounded(tmp_path: Path) -> None:
     small = LabPki.create(tmp_path, NOW, cache_size=3)
     first = small.server_context(host(Behaviour.VALID, ("n0.test",)))
+    leaf = small.served_chain(host(Behaviour.VALID, ("n0.test",)))[0]
     for i in range(1, 5):
         small.server_context(host(Behaviour.VALID, (f"n{i}.test",)))
     assert small.server_context(host(Behaviour.VALID, ("n0.test",))) is not first
+    # rebuilt after eviction, yet the very same certificate
+    assert small.served_chain(host(Behaviour.VALID, ("n0.test",)))[0] == leaf
     assert len(list(tmp_path.glob("tmp*"))) == 0  # key files do not linger

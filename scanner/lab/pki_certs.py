@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -76,16 +76,22 @@ def build_ca(common_name: str, now: datetime, *, issuer: Issuer | None) -> Issue
 def build_leaf(names: tuple[str, ...], key: LeafKey, issuer: Issuer | None,
                validity: tuple[datetime, datetime], *,
                extra: x509.UnrecognizedExtension | None = None) -> x509.Certificate:
-    """A TLS server certificate for `names`, signed by `issuer` (self-signed when None)."""
+    """A TLS server certificate for `names`, signed by `issuer` (self-signed when None).
+
+    Deterministic for given arguments (serial from their hash, RFC 6979 signatures), so a
+    context rebuilt after cache eviction serves the very same certificate.
+    """
     not_before, not_after = validity
     public = key.private.public_key()
     subject = _name(names[0])
+    seed = repr((names, validity, issuer.cert.serial_number if issuer else None,
+                 extra.oid.dotted_string if extra else None, key.pem)).encode()
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer.cert.subject if issuer else subject)
         .public_key(public)
-        .serial_number(x509.random_serial_number())
+        .serial_number(_serial(seed))
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -105,7 +111,14 @@ def build_leaf(names: tuple[str, ...], key: LeafKey, issuer: Issuer | None,
             critical=False)
     if extra is not None:
         builder = builder.add_extension(extra, critical=False)
-    return builder.sign(issuer.key if issuer else key.private, hashes.SHA256())
+    signer = issuer.key if issuer else key.private
+    return builder.sign(signer, hashes.SHA256(),
+                        ecdsa_deterministic=isinstance(signer, ec.EllipticCurvePrivateKey))
+
+
+def _serial(seed: bytes) -> int:
+    """A positive serial of 152 bits (RFC 5280 allows up to 20 octets) derived from `seed`."""
+    return int.from_bytes(hashlib.sha256(seed).digest()[:19], "big") | 1
 
 
 def build_unrelated(count: int, key: LeafKey, now: datetime) -> tuple[x509.Certificate, ...]:
@@ -122,8 +135,8 @@ def build_unrelated(count: int, key: LeafKey, now: datetime) -> tuple[x509.Certi
 
 
 def huge_extension(size: int) -> x509.UnrecognizedExtension:
-    """A non-critical extension holding a `size`-byte DER OCTET STRING of random filler."""
-    body = secrets.token_bytes(size)
+    """A non-critical extension holding a `size`-byte DER OCTET STRING of filler."""
+    body = (b"lab filler " * (size // 11 + 1))[:size]
     length = size.to_bytes((size.bit_length() + 7) // 8, "big")
     return x509.UnrecognizedExtension(_FILLER_OID, b"\x04" + bytes([0x80 | len(length)])
                                       + length + body)
