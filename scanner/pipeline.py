@@ -22,7 +22,7 @@ from scanner.config import ScanConfig
 from scanner.dns import MailResolver
 from scanner.inputs import InputStats, read_domains
 from scanner.probe import HostAnalyser
-from scanner.records import DomainInput, DomainRecord, HostRecord, MailHosts, ProbeTarget
+from scanner.records import DomainInput, DomainMxRecord, DomainRecord, HostRecord, MailHosts, ProbeTarget
 from scanner.rollup import rollup_domain, rollup_excluded, rollup_invalid
 from scanner.sink.manifest import ScanManifest
 from scanner.sink.parquet import DatasetWriter
@@ -92,7 +92,9 @@ class Scan:
         manifest = ScanManifest.start(cfg, writer)
         resolver = MailResolver(cfg.resolvers, cfg.timeouts, cfg.limits)
         tls = make_probe_context()
-        verifier = ChainVerifier(cfg.trust.extra_anchors, cfg.trust.use_mozilla, cfg.started_at)
+        # certificates are judged at the scan's start time, the original one on resume
+        verifier = ChainVerifier(cfg.trust.extra_anchors, cfg.trust.use_mozilla,
+                                 manifest.started_at)
         analyser = HostAnalyser(cfg, tls, verifier)
         if cfg.resume:
             state = writer.load_resume_state()
@@ -158,10 +160,8 @@ class Scan:
             domain_sem.release()
 
     def _finish_domain(self, writer: DatasetWriter, record: DomainRecord,
-                       edges: tuple[object, ...]) -> None:
-        for edge in edges:
-            writer.append_domain_mx(edge)  # type: ignore[arg-type]
-        writer.append_domain(record)
+                       edges: tuple[DomainMxRecord, ...]) -> None:
+        writer.append_domain(record, edges)  # edges and row land in one checkpoint
         writer.maybe_flush()
         self.counts.domains += 1
         key = record.starttls_class.value

@@ -1,0 +1,140 @@
+"""The whole scan against the lab, compared with the lab's ground truth on every row."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from scanner.config import ScanConfig
+from scanner.pipeline import Scan
+from scanner.records import DomainRecord, HostRecord
+from scanner.sink.dataset import read_dataset, read_manifest
+from scanner.sink.schema import TRUTH_DOMAIN_COLUMNS, TRUTH_HOST_COLUMNS
+
+
+class CountingProgress:
+    def __init__(self) -> None:
+        self.domains: list[DomainRecord] = []
+        self.probes: list[HostRecord] = []
+
+    def on_domain_done(self, record: DomainRecord) -> None:
+        self.domains.append(record)
+
+    def on_probe_done(self, record: HostRecord) -> None:
+        self.probes.append(record)
+
+
+def _rows_by(table: pa.Table, key: str, columns: tuple[str, ...]) -> dict[Any, dict[str, Any]]:
+    rows = table.select([c for c in columns if c in table.column_names]).to_pylist()
+    return {r[key]: r for r in rows}
+
+
+def differences(scan: pa.Table, truth: pa.Table, key: str, columns: tuple[str, ...]
+                ) -> list[str]:
+    """Human-readable list of every (row, column) where the scan and the truth disagree."""
+    got = _rows_by(scan, key, columns)
+    want = _rows_by(truth, key, columns)
+    out = [f"{key}={k}: missing from scan" for k in sorted(want.keys() - got.keys(), key=str)]
+    out += [f"{key}={k}: not in truth" for k in sorted(got.keys() - want.keys(), key=str)]
+    for k in sorted(want.keys() & got.keys(), key=str):
+        for col in columns:
+            if col not in want[k]:
+                continue
+            g, w = got[k].get(col), want[k][col]
+            if isinstance(g, list) and isinstance(w, list):
+                g, w = sorted(g), sorted(w)
+            if g != w:
+                out.append(f"{key}={k} {col}: scan={g!r} truth={w!r}")
+    return out
+
+
+async def _scan(config: ScanConfig) -> tuple[CountingProgress, Path]:
+    progress = CountingProgress()
+    await Scan(config, progress).run()
+    return progress, config.output
+
+
+@pytest.fixture(scope="module")
+def mixed_scan(fake_internet: Any, tmp_path_factory: pytest.TempPathFactory,
+               fast_config_factory: Any) -> tuple[CountingProgress, Path]:
+    import asyncio
+
+    config = fast_config_factory(tmp_path_factory.mktemp("mixed") / "out")
+    return asyncio.run(_scan(config))
+
+
+def test_mixed_scan_domains_equal_truth(mixed_scan: Any, fake_internet: Any) -> None:
+    _, out = mixed_scan
+    scan = read_dataset(out, "domains")
+    # the truth names an invalid line by its raw text, as there is no domain to name it by
+    keys = [d if d is not None else raw for d, raw in zip(
+        scan.column("domain").to_pylist(), scan.column("input").to_pylist(), strict=True)]
+    scan = scan.set_column(scan.schema.get_field_index("domain"), "domain", pa.array(keys))
+    diff = differences(scan, fake_internet.truth_domains(), "domain", TRUTH_DOMAIN_COLUMNS)
+    assert not diff, "\n".join(diff[:60])
+
+
+def test_mixed_scan_hosts_equal_truth(mixed_scan: Any, fake_internet: Any) -> None:
+    _, out = mixed_scan
+    diff = differences(read_dataset(out, "hosts"), fake_internet.truth_hosts(), "ip",
+                       TRUTH_HOST_COLUMNS)
+    assert not diff, "\n".join(diff[:60])
+
+
+def test_each_address_probed_once_and_never_mail(mixed_scan: Any, fake_internet: Any) -> None:
+    progress, out = mixed_scan
+    hosts = read_dataset(out, "hosts", columns=["ip"]).column("ip").to_pylist()
+    assert len(hosts) == len(set(hosts))
+    assert len(progress.probes) == len(hosts)
+    counts = fake_internet.counts()
+    for ip in hosts:
+        c = counts.get(ip)
+        if c is None:  # nothing listens there (refused)
+            continue
+        assert c["connections"] <= 1, f"{ip} got {c['connections']} connections"
+        assert c["max_concurrent"] <= 1
+        assert c["forbidden_commands"] == 0, f"{ip} received MAIL/RCPT/DATA"
+
+
+def test_every_input_line_has_one_domain_row(mixed_scan: Any, fake_internet: Any) -> None:
+    progress, out = mixed_scan
+    domains = read_dataset(out, "domains", columns=["line_no", "status", "starttls_class"])
+    line_nos = domains.column("line_no").to_pylist()
+    assert len(line_nos) == len(set(line_nos)) == len(progress.domains)
+    lines = [ln for ln in (fake_internet.directory / "domains.txt").read_text(
+        encoding="utf-8").splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert len(line_nos) == len(lines)
+    statuses = domains.column("status").to_pylist()
+    classes = domains.column("starttls_class").to_pylist()
+    assert [c for s, c in zip(statuses, classes, strict=True) if s == "invalid"] \
+        == ["invalid"] * statuses.count("invalid") and statuses.count("invalid") >= 3
+
+
+def test_manifest_records_config_and_counts(mixed_scan: Any) -> None:
+    progress, out = mixed_scan
+    manifest = read_manifest(out)
+    assert manifest["state"] == "finished"
+    assert manifest["schema_version"]
+    assert manifest["config"]["lab_mode"] is True
+    assert manifest["counts"]["domains"] == len(progress.domains)
+    assert manifest["end_time"] >= manifest["start_time"]
+
+
+def test_certificates_are_distinct_and_cover_every_leaf(mixed_scan: Any) -> None:
+    _, out = mixed_scan
+    certs = read_dataset(out, "certificates", columns=["sha256", "parse_ok"])
+    shas = certs.column("sha256").to_pylist()
+    assert len(shas) == len(set(shas))
+    leaves = {s for s in read_dataset(out, "hosts", columns=["leaf_sha256"])
+              .column("leaf_sha256").to_pylist() if s}
+    assert leaves and leaves <= set(shas)
+
+
+def test_config_is_frozen() -> None:
+    config = ScanConfig(output=Path("x"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.port = 26  # type: ignore[misc]
