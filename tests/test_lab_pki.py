@@ -104,6 +104,13 @@ def test_long_chain_is_leaf_intermediate_and_98_unrelated(pki: LabPki) -> None:
     assert sum(len(c.public_bytes(Encoding.DER)) for c in chain) < 100_000  # under client limits
 
 
+def test_a_pki_rebuilt_from_the_same_ca_serves_the_same_ec_leaves(pki: LabPki,
+                                                                   tmp_path: Path) -> None:
+    twin = LabPki(tmp_path, pki.now, pki.root, pki.intermediate)  # as a lab worker loads it
+    for behaviour in (Behaviour.VALID, Behaviour.EXPIRED, Behaviour.SELF_SIGNED):
+        assert twin.served_chain(host(behaviour)) == pki.served_chain(host(behaviour))
+
+
 def test_certificates_of_different_hosts_have_distinct_serials(pki: LabPki) -> None:
     serials = {pki.served_chain(host(b))[0].serial_number
                for b in (Behaviour.VALID, Behaviour.EXPIRED, Behaviour.NOT_YET_VALID,

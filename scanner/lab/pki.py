@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from scanner.lab.behaviours import Behaviour
 from scanner.lab.model import LabHost
@@ -28,6 +28,7 @@ from scanner.lab.pki_certs import (
     build_ca,
     build_leaf,
     build_unrelated,
+    derive_leaf_key,
     garbage_policies_extension,
     huge_extension,
 )
@@ -72,7 +73,9 @@ class LabPki:
         self.intermediate = intermediate
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[Behaviour, tuple[str, ...]], _Entry] = OrderedDict()
-        self._keys: dict[str, LeafKey] = {"ec": LeafKey(ec.generate_private_key(ec.SECP256R1()))}
+        # Derived from the intermediate's key, so processes sharing the CA (lab workers) serve
+        # the very same EC leaves; RSA keys cannot be derived and differ per instance.
+        self._keys: dict[str, LeafKey] = {"ec": LeafKey(derive_leaf_key(intermediate))}
         self._unrelated: tuple[x509.Certificate, ...] | None = None
         self._lock = threading.Lock()  # serve.py may build contexts from several threads
         # RSA key generation takes up to a few hundred ms: done in the background (it releases

@@ -39,6 +39,14 @@ class LeafKey:
         object.__setattr__(self, "pem", pem)
 
 
+def derive_leaf_key(issuer: Issuer) -> ec.EllipticCurvePrivateKey:
+    """A P-256 leaf key derived from the issuer's key: the same CA gives the same leaf key."""
+    secret = issuer.key.private_numbers().private_value.to_bytes(32, "big")
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # of P-256
+    scalar = int.from_bytes(hashlib.sha256(b"lab leaf key\0" + secret).digest(), "big")
+    return ec.derive_private_key(scalar % (order - 1) + 1, ec.SECP256R1())
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "STARTTLS Survey Lab"),
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
