@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from scanner.config import (
     ConfigError,
@@ -201,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def install_signal_handlers(task: asyncio.Task[object]) -> None:
+def install_signal_handlers(task: asyncio.Task[Any]) -> None:
     """SIGINT/SIGTERM cancel the scan task; the pipeline flushes and marks the manifest."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -15,7 +15,7 @@ def split_reply_lines(message: str) -> tuple[str, ...]:
 
 
 def ehlo_extensions(lines: tuple[str, ...]) -> tuple[str, ...]:
-    """Upper-case extension keywords from the EHLO reply lines after the first (RFC 5321 §4.1.1.1)."""
+    """Upper-case extension keywords of the EHLO reply lines after the first (RFC 5321 4.1.1.1)."""
     keywords: list[str] = []
     for line in lines:
         word = line.strip().split(" ", 1)[0].split("=", 1)[0]

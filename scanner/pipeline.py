@@ -22,7 +22,14 @@ from scanner.config import ScanConfig
 from scanner.dns import MailResolver
 from scanner.inputs import InputStats, read_domains
 from scanner.probe import HostAnalyser
-from scanner.records import DomainInput, DomainMxRecord, DomainRecord, HostRecord, MailHosts, ProbeTarget
+from scanner.records import (
+    DomainInput,
+    DomainMxRecord,
+    DomainRecord,
+    HostRecord,
+    MailHosts,
+    ProbeTarget,
+)
 from scanner.rollup import rollup_domain, rollup_excluded, rollup_invalid
 from scanner.sink.manifest import ScanManifest
 from scanner.sink.parquet import DatasetWriter

@@ -14,6 +14,7 @@ from scanner.sink.summary import HostSummary
 from scanner.status import DnsStatus, HostOutcome, InputStatus, MxSource, StartTlsClass
 from scanner.tls.verify import name_matches
 
+
 def _share_class(part: int, whole: int) -> StartTlsClass:
     if part == whole:
         return StartTlsClass.ALL

@@ -100,10 +100,10 @@ def _first_of(group: BaseExceptionGroup[BaseException]) -> BaseException:
             while isinstance(exc, BaseExceptionGroup):
                 exc = exc.exceptions[0]
             return exc
-    exc = group
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
@@ -123,7 +123,7 @@ def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
         assert task is not None
         from scanner.cli import install_signal_handlers
 
-        install_signal_handlers(task)  # type: ignore[arg-type]
+        install_signal_handlers(task)
         return await scan.run()
 
     try:

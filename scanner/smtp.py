@@ -183,7 +183,7 @@ class SmtpProber:
         finally:
             transport = protocol.transport if protocol is not None and protocol.transport \
                 else transport
-            if transport is not None:
+            if isinstance(transport, asyncio.Transport):
                 transport.abort()
         f.setdefault("connect_status", ConnectStatus.OK)
         return SmtpProbe(ip=target.ip, port=target.port, started_at=started_at,
@@ -386,7 +386,7 @@ class SmtpProber:
         if tls_transport is None:
             f["handshake_status"] = HandshakeStatus.CLOSED
             return None
-        protocol.transport = tls_transport  # type: ignore[assignment]
+        protocol.transport = tls_transport
         protocol._over_ssl = True
         ssl_object = tls_transport.get_extra_info("ssl_object")
         facts: TlsFacts | None = None

@@ -1,4 +1,4 @@
-"""The lab's shared model: one simulated mail server host, as the population and the servers see it."""
+"""The lab's shared model: one simulated mail server host, as population and servers see it."""
 
 from __future__ import annotations
 
