@@ -1,0 +1,156 @@
+"""Shared benchmark helpers: machine and commit facts, child-process CPU/RSS, RESULTS.md rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def machine() -> str:
+    """`<cpus> x <model>, <RAM> GiB, <kernel>`: enough to compare rows of RESULTS.md."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kb = 0
+    return f"{os.cpu_count()} x {model}, {mem_kb / 2**20:.0f} GiB, Linux {platform.release()}"
+
+
+def commit() -> str:
+    """The short commit of the working tree, `+dirty` when scanner/ has uncommitted edits."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "scanner"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRun:
+    """What one measured child process used: wall, user+sys CPU, peak RSS."""
+
+    returncode: int
+    wall_s: float
+    user_s: float
+    sys_s: float
+    max_rss_mib: float
+
+    @property
+    def cpu_s(self) -> float:
+        """User plus system CPU seconds."""
+        return self.user_s + self.sys_s
+
+
+def run_measured(args: list[str], *, log: Path, env: dict[str, str] | None = None,
+                 timeout: float | None = None) -> ChildRun:
+    """Run `args` to completion; its own rusage (os.wait4), not that of other children."""
+    t0 = time.monotonic()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                env=env, cwd=ROOT)
+    deadline = None if timeout is None else t0 + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            proc.kill()
+            pid, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.05)
+    wall = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return ChildRun(proc.returncode, wall, usage.ru_utime, usage.ru_stime,
+                    usage.ru_maxrss / 1024)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User+sys CPU seconds of a live process and its live descendants (from /proc)."""
+    total = 0.0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                stack.extend(int(c) for c in children)
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def children_rusage() -> tuple[float, float]:
+    """User and system seconds of all waited-for children of this process so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime, ru.ru_stime
+
+
+def scanner_env() -> dict[str, str]:
+    """The environment for child processes: the repository importable, no warnings noise."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    return env
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Print the run's JSON line (stdout) and keep it in benchmarks/results.jsonl."""
+    line = json.dumps(result, sort_keys=True)
+    print(line, flush=True)
+    with open(ROOT / "benchmarks" / "results.jsonl", "a") as fh:
+        fh.write(line + "\n")
+
+
+def append_row(section: str, header: list[str], row: list[Any]) -> None:
+    """Append a row to the table under `## section` of RESULTS.md (created when missing)."""
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
+    heading = f"## {section}"
+    line = "| " + " | ".join(str(c) for c in row) + " |"
+    if heading not in text:
+        table = ("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n{table}{line}\n"
+    else:
+        head, rest = text.split(heading, 1)
+        # the section's table ends at the first blank line after its header row
+        body_start = rest.index("\n|")
+        end = rest.find("\n\n", body_start)
+        end = len(rest.rstrip("\n")) if end < 0 else end
+        rest = rest[:end] + "\n" + line + rest[end:]
+        text = head + heading + rest
+    RESULTS_MD.write_text(text if text.endswith("\n") else text + "\n")
+
+
+def today() -> str:
+    """UTC date and time, minutes."""
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def python_version() -> str:
+    """`3.11.x`."""
+    return sys.version.split()[0]
+
+
+def as_dict(run: ChildRun) -> dict[str, Any]:
+    """A ChildRun as JSON-ready numbers (rounded)."""
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(run).items()}
