@@ -5,7 +5,10 @@ never disagree. Denominators are stated with every share:
 - the domain table (Norway 2010): per starttls_class and strict_class, over all input lines and
   over "mail domains" (domains with at least one mail server that answered SMTP);
 - the host table (Facebook 2014): over distinct addresses that answered SMTP, STARTTLS offered,
-  TLS negotiated, forward secrecy (share of TLS hosts), strict-valid (share of TLS hosts).
+  TLS negotiated, forward secrecy (share of TLS hosts), strict-valid (share of TLS hosts);
+- distributions (scanner/stats_dist.py) and groups by provider / TLD / MX (scanner/stats_groups.py)
+  are computed there and re-exported here: this package of modules is the one place numbers come
+  from.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from scanner.sink.dataset import read_dataset
+from scanner.sink.dataset import read_dataset, read_manifest
+from scanner.stats_dist import CERT_PROBLEMS, distributions, scan_start
+from scanner.stats_groups import GROUPINGS, failing_domains, grouped_stats
+
+__all__ = ["CERT_PROBLEMS", "DOMAIN_CLASSES", "GROUPINGS", "MAIL_CLASSES", "DomainTable",
+           "HostTable", "Share", "distributions", "domain_table", "failing_domains",
+           "grouped_stats", "host_table", "scan_info", "scan_start", "survey_stats"]
 
 MAIL_CLASSES = ("all", "some", "none")
 DOMAIN_CLASSES = ("all", "some", "none", "unreachable", "no_mx", "null_mx", "dns_error",
@@ -107,10 +116,23 @@ def host_table(outdir: Path) -> HostTable:
     return table
 
 
+def scan_info(outdir: Path) -> dict[str, Any]:
+    """Which scan this is: directory, start and end time, state, vantage point (from manifest)."""
+    try:
+        m = read_manifest(outdir)
+    except Exception:  # noqa: BLE001 - statistics do not need the manifest
+        m = {}
+    return {"outdir": str(outdir), "start_time": m.get("start_time"),
+            "end_time": m.get("end_time"), "state": m.get("state"),
+            "vantage": (m.get("vantage") or {}).get("name")}
+
+
 def survey_stats(outdir: Path) -> dict[str, Any]:
     """Everything above as one JSON-ready dict (what `scanner stats --format json` prints)."""
     d, h = domain_table(outdir), host_table(outdir)
     return {
+        "scan": scan_info(outdir),
+        "distributions": distributions(outdir),
         "domains": {
             **asdict(d),
             "starttls_share_of_mail_domains": {

@@ -10,7 +10,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scanner.stats import DOMAIN_CLASSES, MAIL_CLASSES, survey_stats
+from scanner.stats import (
+    DOMAIN_CLASSES,
+    MAIL_CLASSES,
+    failing_domains,
+    grouped_stats,
+    survey_stats,
+)
+
+#: distribution sections shown after the host table: (key in stats["distributions"], denominator)
+_DIST_SECTIONS = (("ciphers", "tls_hosts"), ("dh_sizes", "tls_hosts"),
+                  ("certificate_problems", "tls_hosts"), ("issuers", "tls_hosts"),
+                  ("software", "answered_hosts"), ("banners", "answered_hosts"))
 
 
 def stat_rows(stats: dict[str, Any]) -> list[tuple[str, str, int, int, float | None]]:
@@ -45,7 +56,66 @@ def stat_rows(stats: dict[str, Any]) -> list[tuple[str, str, int, int, float | N
     for section in ("tls_versions", "kex_groups", "verify_errors"):
         for key, n in sorted(h[section].items(), key=lambda kv: -kv[1]):
             rows.append((section, key, n, tls, pct(n, tls)))
+    dist = stats.get("distributions")
+    if dist:
+        rows.append(("dh_sizes", "logjam_exposed_le_1024", dist["dh_logjam_exposed"],
+                     dist["tls_hosts"], pct(dist["dh_logjam_exposed"], dist["tls_hosts"])))
+        for section, denominator in _DIST_SECTIONS:
+            of = dist[denominator]
+            for key, n in dist[section].items():
+                rows.append((section, key, n, of, pct(n, of)))
     return rows
+
+
+def printable(text: str, markdown: bool = False) -> str:
+    """Server-controlled text made safe for a terminal (no control characters) or a table."""
+    out = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return out.replace("|", "\\|") if markdown else out
+
+
+def group_rows(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flat per-group rows for `--by` (the same numbers as grouped_stats)."""
+    rows = []
+    for g in groups:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 2)
+        rows.append({
+            "group": g["group"], "domains": g["domains"], "mail_domains": g["mail_domains"],
+            "starttls_all": g["starttls"]["all"], "starttls_some": g["starttls"]["some"],
+            "starttls_none": g["starttls"]["none"],
+            "starttls_all_pct": r(g["starttls_share"]["all"]),
+            "starttls_none_pct": r(g["starttls_share"]["none"]),
+            "strict_all": g["strict"]["all"], "strict_all_pct": r(g["strict_all_share"]),
+            "hosts": g["hosts"], "hosts_answered": g["hosts_answered"],
+            "hosts_tls": g["hosts_tls"], "hosts_strict_valid": g["hosts_strict_valid"],
+        })
+    return rows
+
+
+def render_rows(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> str:
+    """Dict rows as CSV, JSON, Markdown or an aligned text table."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue()
+    cells = [[_cell(row[c], fmt) for c in columns] for row in rows]
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return "-"
+    return printable(str(value), markdown=fmt == "markdown")
 
 
 def render(stats: dict[str, Any], fmt: str) -> str:
@@ -65,10 +135,12 @@ def render(stats: dict[str, Any], fmt: str) -> str:
         if table != current:
             current = table
             if fmt == "markdown":
-                lines += ["", f"### {table}", "", "| key | count | of | % |", "|---|---:|---:|---:|"]
+                lines += ["", f"### {table}", "", "| key | count | of | % |",
+                          "|---|---:|---:|---:|"]
             else:
                 lines += ["", f"{table}"]
         shown = "-" if percent is None else f"{percent:.1f}%"
+        key = printable(key, markdown=fmt == "markdown")
         if fmt == "markdown":
             lines.append(f"| {key} | {n} | {of} | {shown} |")
         else:
@@ -83,5 +155,23 @@ def run_stats_command(args: argparse.Namespace) -> int:
         print(f"scanner: error: {outdir} holds no scan results (no domains/ dataset)",
               file=sys.stderr)
         return 2
-    print(render(survey_stats(outdir), args.format))
+    by, failing = getattr(args, "by", None), getattr(args, "failing", None)
+    if failing:
+        # outreach lists are for spreadsheets: CSV unless JSON was asked for
+        rows = list(failing_domains(outdir, failing, by or "provider"))
+        fmt = "json" if args.format == "json" else "csv"
+        columns = [by or "provider", "group_failing", "domain", "starttls_class",
+                   "strict_class", "mx_hostnames"]
+        print(render_rows(rows, fmt, columns), end="" if fmt == "csv" else "\n")
+    elif by:
+        groups = grouped_stats(outdir, by, top=args.top)
+        if args.format == "json":
+            print(json.dumps(groups, indent=2))
+        else:
+            rows = group_rows(groups)
+            columns = list(rows[0]) if rows else ["group"]
+            print(render_rows(rows, args.format, columns), end="" if args.format == "csv"
+                  else "\n")
+    else:
+        print(render(survey_stats(outdir), args.format))
     return 0
