@@ -10,6 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from scanner.policy_status import (
+    DaneClass,
+    DaneStatus,
+    RecordStatus,
+    StsFetchStatus,
+    StsMode,
+    TlsaStatus,
+)
 from scanner.status import (
     ChainStatus,
     ConnectStatus,
@@ -182,6 +190,13 @@ class DomainMxRecord:
     name_match: bool | None
     strict_ok: bool  # tls_ok and chain valid and the leaf names this MX host
     address_status: DnsStatus = DnsStatus.OK  # of the MX host's A/AAAA lookup
+    # DANE (RFC 7672): the MX host's TLSA RRset judged against this address's chain
+    tlsa_status: TlsaStatus = TlsaStatus.NOT_QUERIED
+    tlsa_records: tuple[str, ...] = ()  # presentation form, e.g. "3 1 1 ab12..."
+    dane_status: DaneStatus = DaneStatus.NO_TLSA
+    # MTA-STS (RFC 8461): None unless the domain has a valid policy in mode enforce/testing
+    mta_sts_mx_match: bool | None = None  # the MX name matches one of the policy's mx patterns
+    mta_sts_ok: bool | None = None  # matches, and strict TLS (valid chain naming the MX) works
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,3 +223,20 @@ class DomainRecord:
     strict_class: StartTlsClass
     dns_ms: int | None
     finished_at: datetime = field(compare=False, default_factory=lambda: datetime.min)
+    # policy TXT records (RFC 7208, 7489, 8460, 8461); spf_all/dmarc_policy None unless valid
+    spf_status: RecordStatus = RecordStatus.NOT_QUERIED
+    spf_all: str | None = None
+    dmarc_status: RecordStatus = RecordStatus.NOT_QUERIED
+    dmarc_policy: str | None = None
+    tlsrpt_status: RecordStatus = RecordStatus.NOT_QUERIED
+    mta_sts_txt_status: RecordStatus = RecordStatus.NOT_QUERIED
+    mta_sts_id: str | None = None
+    mta_sts_fetch_status: StsFetchStatus = StsFetchStatus.NOT_ATTEMPTED
+    mta_sts_mode: StsMode | None = None  # None when there is no `_mta-sts` record
+    mta_sts_max_age: int | None = None
+    mta_sts_mx_patterns: tuple[str, ...] = ()
+    mta_sts_mx_all_match: bool | None = None  # every MX host matches a pattern
+    mta_sts_delivery_ok: bool | None = None  # some matching MX passes strict TLS
+    dane_class: DaneClass = DaneClass.NOT_APPLICABLE
+    n_dane_valid: int = 0  # answered pairs whose DANE status is valid
+    strict_capable: bool = False  # DANE valid, or MTA-STS enforce with a deliverable MX

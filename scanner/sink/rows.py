@@ -48,6 +48,15 @@ FIELD_COLUMNS: dict[str, dict[str, str]] = {
     "certificates": {},
 }
 
+#: Policy columns (issue 7) copied field by field under their own name.
+_DOMAIN_POLICY_COLUMNS = (
+    "spf_status", "spf_all", "dmarc_status", "dmarc_policy", "tlsrpt_status",
+    "mta_sts_txt_status", "mta_sts_id", "mta_sts_fetch_status", "mta_sts_mode",
+    "mta_sts_max_age", "mta_sts_mx_patterns", "mta_sts_mx_all_match", "mta_sts_delivery_ok",
+    "dane_class", "n_dane_valid", "strict_capable")
+_EDGE_POLICY_COLUMNS = ("tlsa_status", "tlsa_records", "dane_status", "mta_sts_mx_match",
+                        "mta_sts_ok")
+
 # surrogates that surrogateescape did not produce (it only makes U+DC80..U+DCFF)
 _FOREIGN_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
@@ -139,6 +148,8 @@ def append_domain(buf: ColumnBuffer, rec: DomainRecord) -> None:
     c["strict_class"].append(rec.strict_class)
     c["dns_ms"].append(rec.dns_ms)
     c["finished_at"].append(_utc(rec.finished_at))
+    for name in _DOMAIN_POLICY_COLUMNS:
+        c[name].append(getattr(rec, name))
 
 
 def append_domain_mx(buf: ColumnBuffer, rec: DomainMxRecord) -> None:
@@ -158,6 +169,8 @@ def append_domain_mx(buf: ColumnBuffer, rec: DomainMxRecord) -> None:
     c["chain_valid"].append(rec.chain_valid)
     c["name_match"].append(rec.name_match)
     c["strict_ok"].append(rec.strict_ok)
+    for name in _EDGE_POLICY_COLUMNS:
+        c[name].append(getattr(rec, name))
 
 
 def append_host(buf: ColumnBuffer, rec: HostRecord) -> None:

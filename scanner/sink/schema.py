@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 _STATUS = pa.dictionary(pa.int32(), pa.string())
 _TS = pa.timestamp("us", tz="UTC")
@@ -44,6 +44,22 @@ DOMAINS = _schema("domains", [
     pa.field("strict_class", _STATUS),
     pa.field("dns_ms", pa.int32()),
     pa.field("finished_at", _TS),
+    pa.field("spf_status", _STATUS),
+    pa.field("spf_all", _STATUS),
+    pa.field("dmarc_status", _STATUS),
+    pa.field("dmarc_policy", _STATUS),
+    pa.field("tlsrpt_status", _STATUS),
+    pa.field("mta_sts_txt_status", _STATUS),
+    pa.field("mta_sts_id", pa.string()),
+    pa.field("mta_sts_fetch_status", _STATUS),
+    pa.field("mta_sts_mode", _STATUS),
+    pa.field("mta_sts_max_age", pa.int64()),
+    pa.field("mta_sts_mx_patterns", _STRINGS),
+    pa.field("mta_sts_mx_all_match", pa.bool_()),
+    pa.field("mta_sts_delivery_ok", pa.bool_()),
+    pa.field("dane_class", _STATUS),
+    pa.field("n_dane_valid", pa.int32()),
+    pa.field("strict_capable", pa.bool_()),
 ])
 
 DOMAIN_MX = _schema("domain_mx", [
@@ -61,6 +77,11 @@ DOMAIN_MX = _schema("domain_mx", [
     pa.field("chain_valid", pa.bool_()),
     pa.field("name_match", pa.bool_()),
     pa.field("strict_ok", pa.bool_()),
+    pa.field("tlsa_status", _STATUS),
+    pa.field("tlsa_records", _STRINGS),
+    pa.field("dane_status", _STATUS),
+    pa.field("mta_sts_mx_match", pa.bool_()),
+    pa.field("mta_sts_ok", pa.bool_()),
 ])
 
 HOSTS = _schema("hosts", [

@@ -1,0 +1,203 @@
+"""MTA-STS (RFC 8461): fetch and parse the policy, and judge it against the MX set.
+
+The policy comes from https://mta-sts.<domain>/.well-known/mta-sts.txt with the certificate
+validated for that name against the scan's trust store; no redirects, bounded size and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import re
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from scanner.policy_dns import PolicyResolver
+from scanner.policy_status import RecordStatus, StsFetchStatus, StsMode
+from scanner.status import DnsStatus
+
+POLICY_PATH = "/.well-known/mta-sts.txt"
+MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3 suggests 64 KB
+MAX_AGE_LIMIT = 31_557_600  # RFC 8461 §3.2: at most one year
+_MX_PATTERN = re.compile(r"(\*\.)?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{1,63}\.?$")
+
+
+@dataclass(frozen=True, slots=True)
+class StsPolicy:
+    """A parsed STSv1 policy."""
+
+    mode: StsMode
+    mx_patterns: tuple[str, ...]
+    max_age: int
+
+
+@dataclass(frozen=True, slots=True)
+class StsResult:
+    """What fetching the policy gave: status, the policy when valid, the reason otherwise."""
+
+    fetch_status: StsFetchStatus
+    policy: StsPolicy | None = None
+    detail: str | None = None
+
+
+def parse_policy(text: str) -> StsPolicy | None:
+    """RFC 8461 §3.2: `key: value` lines; version STSv1, a mode, max_age, mx unless mode none."""
+    fields: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            return None
+        fields.setdefault(key.strip().lower(), []).append(value.strip())
+    version, mode, max_age = (fields.get(k, []) for k in ("version", "mode", "max_age"))
+    if version != ["STSv1"] or len(mode) != 1 or len(max_age) != 1:
+        return None
+    try:
+        sts_mode = StsMode(mode[0])
+    except ValueError:
+        return None
+    if sts_mode is StsMode.INVALID or not max_age[0].isdigit() or len(max_age[0]) > 10:
+        return None
+    age = int(max_age[0])
+    patterns = tuple(p.lower().rstrip(".") for p in fields.get("mx", []))
+    if age > MAX_AGE_LIMIT or not all(_MX_PATTERN.match(p) for p in patterns):
+        return None
+    if sts_mode is not StsMode.NONE and not patterns:
+        return None
+    return StsPolicy(sts_mode, patterns, age)
+
+
+def mx_matches(mx_hostname: str, patterns: Sequence[str]) -> bool:
+    """RFC 8461 §4.1: exact names, or `*.` matching exactly one leftmost label."""
+    name = mx_hostname.lower().rstrip(".")
+    for pattern in patterns:
+        if pattern.startswith("*."):
+            head, _, rest = name.partition(".")
+            if head and rest == pattern[2:]:
+                return True
+        elif name == pattern:
+            return True
+    return False
+
+
+def _https_context(anchors: Sequence[str], use_default: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context() if use_default else ssl.SSLContext(
+        ssl.PROTOCOL_TLS_CLIENT)
+    if use_default:
+        import certifi
+
+        context.load_verify_locations(certifi.where())
+    for anchor in anchors:
+        context.load_verify_locations(anchor)
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8461 §3.3: TLS 1.2 or later
+    return context
+
+
+class StsFetcher:
+    """Fetches MTA-STS policies; one per scan. `port` is 443 except in the lab."""
+
+    def __init__(self, resolver: PolicyResolver, anchors: Sequence[str], *, use_mozilla: bool,
+                 port: int = 443, timeout: float = 10.0,
+                 allow_address: Callable[[str], bool] | None = None) -> None:
+        self._resolver = resolver
+        self._context = _https_context(anchors, use_mozilla)
+        self._port = port
+        self._timeout = timeout
+        self._allow = allow_address or (lambda ip: ipaddress.ip_address(ip).is_global)
+
+    async def fetch(self, domain: str) -> StsResult:
+        """The policy of a domain whose `_mta-sts` record is valid."""
+        host = f"mta-sts.{domain}"
+        status, addresses = await self._resolver.addresses(host)
+        if status is not DnsStatus.OK:
+            return StsResult(StsFetchStatus.DNS_ERROR, detail=f"{host}: {status.value}")
+        allowed = [ip for ip in addresses if self._allow(ip)]
+        if not allowed:
+            return StsResult(StsFetchStatus.EXCLUDED, detail=f"{host}: {addresses[0]}")
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._get(host, allowed[0])
+        except TimeoutError:
+            return StsResult(StsFetchStatus.TIMEOUT)
+
+    async def _get(self, host: str, ip: str) -> StsResult:
+        try:
+            reader, writer = await asyncio.open_connection(ip, self._port)
+        except OSError as exc:
+            return StsResult(StsFetchStatus.CONNECT_ERROR, detail=str(exc))
+        try:
+            try:
+                await writer.start_tls(self._context, server_hostname=host)
+            except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+                return StsResult(StsFetchStatus.TLS_ERROR, detail=str(exc))
+            writer.write(f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {host}\r\n"
+                         "User-Agent: starttls-survey\r\nConnection: close\r\n\r\n".encode())
+            await writer.drain()
+            raw = b""
+            while len(raw) <= MAX_POLICY_BYTES + 8192:  # headers plus a body over the limit
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                raw += chunk
+            return _response(raw)
+        except (ssl.SSLError, OSError) as exc:
+            return StsResult(StsFetchStatus.CONNECT_ERROR, detail=str(exc))
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+
+
+def _response(raw: bytes) -> StsResult:
+    """Judge a whole HTTP/1.x response (Connection: close, no chunked bodies expected)."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        return StsResult(StsFetchStatus.HTTP_ERROR, detail="no HTTP header")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+        return StsResult(StsFetchStatus.HTTP_ERROR, detail=lines[0][:100])
+    if parts[1] != "200":
+        return StsResult(StsFetchStatus.HTTP_ERROR, detail=lines[0][:100])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    if len(body) > MAX_POLICY_BYTES:
+        return StsResult(StsFetchStatus.TOO_LARGE)
+    if headers.get("content-type", "").split(";")[0].strip().lower() != "text/plain":
+        return StsResult(StsFetchStatus.INVALID, detail="not text/plain")
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _unchunk(body)
+    policy = parse_policy(body.decode("utf-8", "replace"))
+    if policy is None:
+        return StsResult(StsFetchStatus.INVALID, detail="not an STSv1 policy")
+    return StsResult(StsFetchStatus.OK, policy)
+
+
+def _unchunk(body: bytes) -> bytes:
+    out = bytearray()
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        try:
+            size = int(size_line.split(b";")[0], 16)
+        except ValueError:
+            break
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2:]
+    return bytes(out)
+
+
+def sts_mode(txt_status: RecordStatus, result: StsResult) -> StsMode | None:
+    """The mode a sender applies; None when the domain publishes no `_mta-sts` record."""
+    if txt_status is RecordStatus.NONE or txt_status is RecordStatus.NOT_QUERIED:
+        return None
+    if txt_status is RecordStatus.DNS_ERROR:
+        return None
+    if result.policy is None:
+        return StsMode.INVALID
+    return result.policy.mode

@@ -1,0 +1,101 @@
+"""DNS lookups for the policy checks (TXT, TLSA, A/AAAA of policy hosts), with the AD bit.
+
+aiodns does not expose the header flags, so these use dnspython's async resolver: queries go
+out with EDNS DO and AD set (RFC 6840 §5.7), and `authenticated` is the AD bit of the answer.
+The AD bit is only as trustworthy as the path to the resolver: use a validating resolver on
+the same host (e.g. unbound on 127.0.0.1) for real scans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.flags
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from scanner.config import Timeouts
+from scanner.status import DnsStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyAnswer:
+    """One lookup: status, the records as dnspython rdata, and the AD bit of the answer."""
+
+    status: DnsStatus
+    records: tuple[object, ...] = ()
+    authenticated: bool = False
+    detail: str | None = None
+
+
+def _split_server(spec: str) -> tuple[str, int]:
+    """"host", "host:port" or "[v6]:port" -> (host, port)."""
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else 53
+    if spec.count(":") == 1:
+        host, port = spec.split(":")
+        return host, int(port)
+    return spec, 53
+
+
+class PolicyResolver:
+    """dnspython resolver for policy records; one per scan, inside the event loop."""
+
+    def __init__(self, resolvers: Sequence[str], timeouts: Timeouts, in_flight: int = 200
+                 ) -> None:
+        configure = not resolvers
+        self._resolver = dns.asyncresolver.Resolver(configure=configure)
+        if resolvers:
+            self._resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(*_split_server(s)) for s in resolvers]
+        self._resolver.timeout = timeouts.dns_query
+        self._resolver.lifetime = timeouts.dns_query * timeouts.dns_tries
+        self._resolver.use_edns(0, dns.flags.DO, 1232)
+        self._resolver.flags = dns.flags.RD | dns.flags.AD
+        self._resolver.cache = None
+        self._sem = asyncio.Semaphore(in_flight)
+
+    async def query(self, name: str, rdtype: str) -> PolicyAnswer:
+        """The records of one type at a name; every failure becomes a status."""
+        try:
+            async with self._sem:
+                answer = await self._resolver.resolve(name, rdtype, raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN:
+            return PolicyAnswer(DnsStatus.NXDOMAIN)
+        except dns.resolver.LifetimeTimeout as exc:
+            return PolicyAnswer(DnsStatus.TIMEOUT, detail=str(exc))
+        except dns.resolver.NoNameservers as exc:  # every server said SERVFAIL/REFUSED
+            return PolicyAnswer(DnsStatus.SERVFAIL, detail=str(exc))
+        except dns.exception.DNSException as exc:
+            return PolicyAnswer(DnsStatus.ERROR, detail=f"{type(exc).__name__}: {exc}")
+        ad = bool(answer.response.flags & dns.flags.AD)
+        wanted = dns.rdatatype.from_text(rdtype)
+        records = tuple(answer.rrset) if answer.rrset is not None and \
+            answer.rrset.rdtype == wanted else ()
+        if not records:
+            return PolicyAnswer(DnsStatus.NODATA, authenticated=ad)
+        return PolicyAnswer(DnsStatus.OK, records, ad)
+
+    async def txt(self, name: str) -> tuple[DnsStatus, tuple[str, ...]]:
+        """TXT strings at a name (character-strings of one record joined, RFC 7208 §3.3)."""
+        answer = await self.query(name, "TXT")
+        texts = tuple(b"".join(r.strings).decode("utf-8", "replace")  # type: ignore[attr-defined]
+                      for r in answer.records)
+        return answer.status, texts
+
+    async def addresses(self, name: str) -> tuple[DnsStatus, tuple[str, ...]]:
+        """A then AAAA addresses of a name; OK when at least one."""
+        a, aaaa = await asyncio.gather(self.query(name, "A"), self.query(name, "AAAA"))
+        found = tuple(str(r) for r in (*a.records, *aaaa.records))
+        if found:
+            return DnsStatus.OK, found
+        return (a.status if a.status is not DnsStatus.NODATA else aaaa.status), ()
