@@ -1,4 +1,4 @@
-"""`python benchmarks/run_scan.py [--loop asyncio|uvloop|auto] scan ...`: the CLI on a chosen loop."""
+"""`run_scan.py [--loop asyncio|uvloop|auto] scan ...`: the scanner CLI on a chosen loop."""
 
 from __future__ import annotations
 

@@ -10,10 +10,10 @@ One JSON line per run (stdout and benchmarks/results.jsonl) and a row in RESULTS
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,9 @@ from common import (  # noqa: E402
     today,
     tree_cpu_s,
 )
+from truth_check import check_against_truth, connection_report  # noqa: E402
 
 from scanner.lab.serve import LabProcess  # noqa: E402
-from truth_check import check_against_truth, connection_report  # noqa: E402
 
 #: Realistic survey timeouts, shorter than the CLI's defaults (which are for the real internet).
 BENCH_TIMEOUTS = ("--timeout-dns", "2", "--timeout-connect", "5", "--timeout-greeting", "10",
@@ -53,8 +53,10 @@ def scan_args(lab_dir: Path, out: Path, loop: str, concurrency: int,
 def run_survey(domains: int, *, profile: str = "norway-2010", seed: int = 1,
                latency: str = "20-300", work: Path, loop: str = "auto",
                concurrency: int = 2000, lab: LabProcess | None = None,
-               check: bool = True) -> dict[str, Any]:
+               lab_start_s: float = 0.0, check: bool = True) -> dict[str, Any]:
     """One measured survey; returns the result dict (also what the JSON line holds)."""
+    if loop == "auto":  # what run_scan.py will pick
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     lab_dir = work / f"lab-{profile}-{domains}-{seed}"
     out = work / f"scan-{profile}-{domains}-{loop}"
     shutil.rmtree(out, ignore_errors=True)
@@ -64,7 +66,7 @@ def run_survey(domains: int, *, profile: str = "norway-2010", seed: int = 1,
         lo, hi = (int(x) for x in latency.split("-"))
         lab = LabProcess.start(profile, domains, seed, lab_dir, latency_ms=(lo, hi),
                                timeout=1800.0)
-    lab_start_s = time.monotonic() - t0
+        lab_start_s = time.monotonic() - t0
     try:
         lab.control("reset_counts")
         lab_cpu0 = tree_cpu_s(lab.pid)
@@ -133,12 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.domains:
         lab_dir = args.work / f"lab-{args.profile}-{n}-{args.seed}"
         lo, hi = (int(x) for x in args.latency.split("-"))
+        t0 = time.monotonic()
         with LabProcess.start(args.profile, n, args.seed, lab_dir, latency_ms=(lo, hi),
                               timeout=1800.0) as lab:
+            lab_start_s = time.monotonic() - t0
             for loop in args.loop:
                 r = run_survey(n, profile=args.profile, seed=args.seed, latency=args.latency,
                                work=args.work, loop=loop, concurrency=args.concurrency,
-                               lab=lab, check=not args.no_check)
+                               lab=lab, lab_start_s=lab_start_s, check=not args.no_check)
                 emit(r)
                 if not args.no_record:
                     append_row("Survey runs", RESULT_HEADER, result_row(r))
