@@ -165,6 +165,18 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return run_stats_command(args)
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from scanner.compare import run_compare_command
+
+    return run_compare_command(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from scanner.report import run_report_command
+
+    return run_report_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     parser = argparse.ArgumentParser(prog="scanner", description=__doc__)
@@ -180,7 +192,27 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("outdir", type=Path)
     stats.add_argument("--format", choices=("table", "markdown", "json", "csv"),
                        default="table")
+    stats.add_argument("--by", choices=("provider", "tld", "mx"),
+                       help="the tables per mail provider, top-level domain or primary MX host")
+    stats.add_argument("--top", type=int, metavar="N", help="with --by: only the N biggest groups")
+    stats.add_argument("--failing", nargs="?", const="starttls", choices=("starttls", "strict"),
+                       help="CSV of mail domains without STARTTLS (or strict TLS) on every MX, "
+                            "grouped by --by (default provider), for outreach")
     stats.set_defaults(func=_cmd_stats)
+    compare = sub.add_parser("compare", help="what changed between two scans of one population")
+    compare.add_argument("old", type=Path, metavar="OLD")
+    compare.add_argument("new", type=Path, metavar="NEW")
+    compare.add_argument("--format", choices=("table", "markdown", "json", "csv"),
+                         default="table")
+    compare.add_argument("--list", type=int, default=50, metavar="N",
+                         help="list at most N changed domains per direction (default 50)")
+    compare.set_defaults(func=_cmd_compare)
+    report = sub.add_parser("report", help="one self-contained HTML report of one or more scans")
+    report.add_argument("outdirs", nargs="+", type=Path, metavar="OUTDIR",
+                        help="results directories; several give trends over time")
+    report.add_argument("-o", "--output", type=Path, default=Path("report.html"),
+                        help="the HTML file to write (default report.html)")
+    report.set_defaults(func=_cmd_report)
     from scanner.lab.cli import add_lab_commands
 
     add_lab_commands(sub)
