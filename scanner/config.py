@@ -117,6 +117,7 @@ class ScanConfig:
     limit: int | None = None  # scan only the first N valid domains
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     vantage: str = ""
+    mta_sts_port: int = 443  # HTTPS port of MTA-STS policy hosts (the lab serves another)
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:

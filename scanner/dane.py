@@ -22,7 +22,7 @@ from scanner.policy_dns import PolicyResolver
 from scanner.policy_status import DaneClass, DaneStatus, TlsaStatus
 from scanner.status import DnsStatus
 
-_KEY_BYTES = 16  # truncated digests: a false match needs a 2^-128 collision
+_KEY_BYTES = 10  # truncated digests: ~2^-80 per comparison, and ~150 bytes per TLS host
 _USABLE_USAGES = (2, 3)
 _SELECTORS = (0, 1)
 _MATCHING_TYPES = (0, 1, 2)
@@ -87,17 +87,22 @@ def _selected(cert: x509.Certificate, der: bytes, selector: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ChainKeys:
-    """What a chain can match: (usage, selector, mtype, truncated digest) for every option."""
+    """What a chain can match: (usage, selector, mtype, truncated digest) keys, concatenated.
 
-    keys: frozenset[bytes]
+    One bytes object rather than a set: a scan keeps one per TLS address, and a handful of
+    comparisons per match costs less than a set's memory.
+    """
+
+    keys: bytes
 
     def matches(self, record: Tlsa) -> bool:
         """True when the record's association data matches the chain in the record's role."""
-        if record.mtype == 0:
-            digest = hashlib.sha256(record.data).digest()
-        else:
-            digest = record.data
-        return _key(record.usage, record.selector, record.mtype, digest) in self.keys
+        digest = hashlib.sha256(record.data).digest() if record.mtype == 0 else record.data
+        if record.mtype != 0 and len(digest) != (64 if record.mtype == 2 else 32):
+            return False  # a truncated or padded digest must not match on its prefix
+        wanted = _key(record.usage, record.selector, record.mtype, digest)
+        size = len(wanted)
+        return any(self.keys[i:i + size] == wanted for i in range(0, len(self.keys), size))
 
 
 def chain_keys(chain_der: Sequence[bytes]) -> ChainKeys | None:
@@ -110,7 +115,7 @@ def chain_keys(chain_der: Sequence[bytes]) -> ChainKeys | None:
             certs.append(x509.load_der_x509_certificate(der))
         except ValueError:
             break  # the rest cannot be linked to the leaf either
-    keys: set[bytes] = set()
+    keys: dict[bytes, None] = {}
     for pos, cert in enumerate(certs):
         if pos > 0:
             try:  # DANE-TA: only certificates the leaf actually chains up to
@@ -124,8 +129,8 @@ def chain_keys(chain_der: Sequence[bytes]) -> ChainKeys | None:
             except (ValueError, TypeError):
                 continue
             for mtype in _MATCHING_TYPES:
-                keys.add(_key(usage, selector, mtype, _digest(mtype, data)))
-    return ChainKeys(frozenset(keys))
+                keys[_key(usage, selector, mtype, _digest(mtype, data))] = None
+    return ChainKeys(b"".join(keys))
 
 
 def usable(records: Iterable[Tlsa]) -> list[Tlsa]:

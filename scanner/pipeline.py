@@ -21,6 +21,7 @@ from publicsuffixlist import PublicSuffixList
 from scanner.config import ScanConfig
 from scanner.dns import MailResolver
 from scanner.inputs import InputStats, read_domains
+from scanner.policy_checks import PolicyChecker
 from scanner.probe import HostAnalyser
 from scanner.records import (
     DomainInput,
@@ -86,6 +87,7 @@ class Scan:
         self._done_lines: set[int] = set()
         self.vantage = VantageWatch(settle_after=config.timeouts.per_address)
         self._tg: asyncio.TaskGroup | None = None
+        self._policies: PolicyChecker | None = None
 
     def _provider_of(self, mx_hostname: str) -> str:
         """The MX host's registrable domain: the unit of the per-provider connection cap."""
@@ -98,6 +100,7 @@ class Scan:
                                flush_seconds=cfg.limits.flush_seconds, resume=cfg.resume)
         manifest = ScanManifest.start(cfg, writer)
         resolver = MailResolver(cfg.resolvers, cfg.timeouts, cfg.limits)
+        self._policies = policies = PolicyChecker(cfg)
         tls = make_probe_context()
         # certificates are judged at the scan's start time, the original one on resume
         verifier = ChainVerifier(cfg.trust.extra_anchors, cfg.trust.use_mozilla,
@@ -109,6 +112,7 @@ class Scan:
             for summary in state.hosts:
                 self._table[summary.ip] = summary
             analyser.seen_certificates.update(state.certificates)
+            policies.remember_written(cfg.output)
             self.counts.probes_resumed = len(state.hosts)
         probe_sem = asyncio.Semaphore(cfg.limits.max_in_flight)
         domain_sem = asyncio.Semaphore(cfg.limits.domains_in_flight)
@@ -126,6 +130,7 @@ class Scan:
                 writer.close()
             finally:
                 await resolver.close()
+                await policies.close()
                 manifest.finish(state_name, self._manifest_counts())
         return self.counts
 
@@ -159,9 +164,15 @@ class Scan:
             if self.config.exclusions.excludes_domain(item.domain):
                 self._finish_domain(writer, rollup_excluded(item), ())
                 return
+            policies = self._policies
+            assert policies is not None and self._tg is not None
+            # TXT lookups and the MTA-STS fetch run alongside the MX lookup and the probes
+            facts = self._tg.create_task(policies.domain_facts(item.domain))
             mail = await resolver.resolve_mail_hosts(item.domain)
-            summaries = await self._probe_all(mail, analyser, writer, probe_sem)
+            summaries, tlsa = await asyncio.gather(
+                self._probe_all(mail, analyser, writer, probe_sem), policies.tlsa_for(mail))
             record, edges = rollup_domain(item, mail, self.config.port, summaries)
+            record, edges = policies.finish(record, edges, await facts, tlsa)
             self._finish_domain(writer, record, edges)
         finally:
             domain_sem.release()
@@ -220,6 +231,8 @@ class Scan:
             for cert in certs:
                 writer.append_certificate(cert)
             writer.append_host(record)
+            if self._policies is not None:
+                self._policies.remember(record)
             summary = HostSummary.from_record(record)
         except BaseException as exc:
             if not fut.done():

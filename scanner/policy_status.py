@@ -33,6 +33,7 @@ class StsFetchStatus(StrEnum):
     TIMEOUT = "timeout"
     INVALID = "invalid"  # fetched, but not a valid STSv1 policy (or not text/plain)
     EXCLUDED = "excluded"  # the policy host's address is excluded or not public
+    INTERNAL_ERROR = "internal_error"
 
 
 class StsMode(StrEnum):

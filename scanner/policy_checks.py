@@ -1,0 +1,99 @@
+"""The policy stage of a scan: per-domain TXT/MTA-STS lookups, per-MX-host TLSA lookups, and
+per-address chain keys, joined onto each domain's row and edges by `policy_rollup`.
+
+One instance per scan, created inside the event loop. TXT lookups and the MTA-STS fetch run
+alongside the MX lookup; TLSA lookups run once per MX host name (cached) alongside the probes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from pathlib import Path
+
+from scanner.config import ScanConfig
+from scanner.dane import ChainKeys, TlsaLookup, chain_keys, lookup_tlsa
+from scanner.dns_cache import LookupCache
+from scanner.mail_policy import lookup_mail_policy
+from scanner.mta_sts import StsFetcher, StsResult
+from scanner.policy_dns import PolicyResolver
+from scanner.policy_rollup import DomainPolicyFacts, apply_policies
+from scanner.policy_status import RecordStatus, StsFetchStatus
+from scanner.records import DomainMxRecord, DomainRecord, HostRecord, MailHosts
+from scanner.status import HandshakeStatus
+
+log = logging.getLogger(__name__)
+
+TLSA_CACHE_SIZE = 200_000
+STS_FETCH_TIMEOUT_S = 10.0
+
+
+class PolicyChecker:
+    """Looks up and remembers what the policy columns need."""
+
+    def __init__(self, config: ScanConfig) -> None:
+        self._config = config
+        self.resolver = PolicyResolver(config.resolvers, config.timeouts,
+                                       config.limits.dns_in_flight)
+        self._fetcher = StsFetcher(
+            self.resolver, [str(p) for p in config.trust.extra_anchors],
+            use_mozilla=config.trust.use_mozilla, port=config.mta_sts_port,
+            timeout=min(STS_FETCH_TIMEOUT_S, config.timeouts.per_address),
+            allow_address=self._may_contact)
+        self._tlsa: LookupCache[TlsaLookup] = LookupCache(self._load_tlsa, TLSA_CACHE_SIZE)
+        self._keys: dict[str, ChainKeys | None] = {}
+
+    def _may_contact(self, ip: str) -> bool:
+        if self._config.exclusions.excludes_address(ip):
+            return False
+        return self._config.lab_mode or ipaddress.ip_address(ip).is_global
+
+    async def _load_tlsa(self, name: str) -> tuple[TlsaLookup, float | None]:
+        return await lookup_tlsa(name, self.resolver), None
+
+    async def domain_facts(self, domain: str) -> DomainPolicyFacts:
+        """TXT records of the domain, and its MTA-STS policy when the TXT record is valid."""
+        mail = await lookup_mail_policy(domain, self.resolver)
+        if mail.mta_sts_txt_status is not RecordStatus.VALID:
+            return DomainPolicyFacts(mail)
+        try:
+            sts = await self._fetcher.fetch(domain)
+        except Exception as exc:  # our own bug: recorded on the domain, the scan goes on
+            log.exception("MTA-STS fetch for %s failed", domain)
+            sts = StsResult(StsFetchStatus.INTERNAL_ERROR, detail=f"{type(exc).__name__}: {exc}")
+        return DomainPolicyFacts(mail, sts)
+
+    async def tlsa_for(self, mail: MailHosts) -> dict[str, TlsaLookup]:
+        """TLSA lookups of every MX host with an address (a sender looks up no others)."""
+        names = [h.name for h in mail.hosts if h.addresses]
+        found = await asyncio.gather(*(self._tlsa.get(n) for n in names))
+        return dict(zip(names, found, strict=True))
+
+    def remember(self, record: HostRecord) -> None:
+        """Keep the compact DANE keys of a probed address's chain."""
+        tls_ok = record.probe.handshake_status == HandshakeStatus.OK
+        self._keys[record.probe.ip] = chain_keys(record.probe.chain_der) if tls_ok else None
+
+    def remember_written(self, outdir: Path) -> None:
+        """On resume: the keys of addresses already written, from `hosts` and `certificates`."""
+        from scanner.sink.dataset import read_dataset
+
+        hosts = read_dataset(outdir, "hosts", ["ip", "handshake_status", "chain_sha256"])
+        certs = read_dataset(outdir, "certificates", ["sha256", "der"])
+        der = dict(zip(certs.column("sha256").to_pylist(), certs.column("der").to_pylist(),
+                       strict=True))
+        for ip, handshake, chain in zip(*(hosts.column(c).to_pylist() for c in hosts.column_names),
+                                        strict=True):
+            ok = handshake == HandshakeStatus.OK and all(s in der for s in chain or ())
+            self._keys[ip] = chain_keys([der[s] for s in chain]) if ok else None
+
+    def finish(self, record: DomainRecord, edges: tuple[DomainMxRecord, ...],
+               facts: DomainPolicyFacts | None, tlsa: dict[str, TlsaLookup]
+               ) -> tuple[DomainRecord, tuple[DomainMxRecord, ...]]:
+        """The domain's row and edges with the policy columns."""
+        return apply_policies(record, edges, facts, tlsa, self._keys)
+
+    async def close(self) -> None:
+        """Cancel TLSA lookups still in flight."""
+        await self._tlsa.close()
