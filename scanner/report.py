@@ -30,6 +30,11 @@ def _start(stats: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(raw) if raw else datetime.min.replace(tzinfo=UTC)
 
 
+def _name(outdir: Path) -> str:
+    """A results directory as shown: its last two path parts (".../2024-05/out")."""
+    return "/".join(outdir.resolve().parts[-2:])
+
+
 def _pct_cell(value: float | None, stat: str) -> str:
     return f'<td data-stat="{esc(stat)}">{pct(value)}</td>'
 
@@ -149,14 +154,14 @@ def trend_section(scans: list[tuple[Path, dict[str, Any]]]) -> str:
                            strict=True):
             series[name].append(v)
         rows.append([f'<td class="k">{esc(s["scan"]["start_time"])}</td>',
-                     f"<td class=\"k\">{esc(outdir.name)}</td>",
+                     f"<td class=\"k\">{esc(_name(outdir))}</td>",
                      num_cell(d["input_lines"], f"trend/{i}/input_lines"),
                      num_cell(d["mail_domains"], f"trend/{i}/mail_domains"),
                      *(f'<td data-trend="{i}">{pct(v)}</td>' for v in values)])
     changes = []
     for (old, _), (new, _) in zip(scans, scans[1:], strict=False):
         c = compare(old, new)["changes"]
-        changes.append([f'<td class="k">{esc(old.name)} → {esc(new.name)}</td>',
+        changes.append([f'<td class="k">{esc(_name(old))} → {esc(_name(new))}</td>',
                         *(num_cell(len(c[w][d])) for w in ("starttls", "strict")
                           for d in ("gained", "lost"))])
     return ("<h2>Trends</h2>" + grid_table(
@@ -174,7 +179,7 @@ def build_report(outdirs: Sequence[Path]) -> str:
     latest_dir, latest = scans[-1]
     providers = grouped_stats(latest_dir, "provider", top=TOP_PROVIDERS)
     info = latest["scan"]
-    body = [f"<h1>STARTTLS survey: {esc(latest_dir.name)}</h1>"
+    body = [f"<h1>STARTTLS survey: {esc(_name(latest_dir))}</h1>"
             f'<p class="meta">scan started {esc(info["start_time"])}, ended '
             f'{esc(info["end_time"])}, state {esc(info["state"])}; '
             f"{len(scans)} scan(s) in this report. Generated "
@@ -189,7 +194,7 @@ def build_report(outdirs: Sequence[Path]) -> str:
                              "TLD")]
     if len(scans) > 1:
         body.append(trend_section(scans))
-    return page(f"STARTTLS survey report: {latest_dir.name}", "".join(body))
+    return page(f"STARTTLS survey report: {_name(latest_dir)}", "".join(body))
 
 
 def write_report(outdirs: Sequence[Path], output: Path) -> Path:

@@ -1,0 +1,231 @@
+"""Survey statistics: distributions and groups against the lab's truth; the norway-2010 and
+facebook-2014 profiles give back the published shares."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from scanner.cli import main
+from scanner.config import Limits, ScanConfig, Timeouts, TrustStore
+from scanner.lab.serve import LabProcess
+from scanner.mta_software import mta_software
+from scanner.pipeline import Scan
+from scanner.providers import provider_of, tld_of
+from scanner.sink.dataset import read_dataset
+from scanner.stats import (
+    MAIL_CLASSES,
+    distributions,
+    failing_domains,
+    grouped_stats,
+    survey_stats,
+)
+from scanner.stats_command import printable
+
+
+def scan_lab(config: ScanConfig) -> Path:
+    """Run one scan to the end; its results directory."""
+    asyncio.run(Scan(config).run())
+    return config.output
+
+
+@pytest.fixture(scope="module")
+def lab_scan(fast_config_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return scan_lab(fast_config_factory(tmp_path_factory.mktemp("stats") / "out"))
+
+
+def _truth_tls_hosts(truth: pa.Table) -> list[dict[str, Any]]:
+    return [h for h in truth.to_pylist() if h["outcome"] == "tls_ok"]
+
+
+# -- units ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("banner", "software"), [
+    ("mx1.example.no ESMTP Postfix (Debian/GNU)", "postfix"),
+    ("mail.example.com ESMTP Exim 4.72 Mon, 1 Jan 2010", "exim"),
+    ("EX01.corp.example Microsoft ESMTP MAIL Service ready at Mon", "exchange"),
+    ("mx.example.org ESMTP Sendmail 8.14.4/8.14.4; Mon", "sendmail"),
+    ("mx.example ESMTP qmail", "qmail"),
+    ("mx.google.com ESMTP a1si2 - gsmtp", "gmail"),
+    ("mx.example ESMTP ready", "unknown"),
+    (None, None),
+])
+def test_mta_software_fingerprint(banner: str | None, software: str | None) -> None:
+    assert mta_software(banner) == software
+
+
+def test_mta_software_reads_ehlo_lines_when_banner_is_silent() -> None:
+    assert mta_software("mx.example ESMTP", ("mx.example Hello", "X-EXPS GSSAPI", "Postfix"))\
+        == "postfix"
+
+
+def test_providers_use_the_public_suffix_list() -> None:
+    assert provider_of("mx1.mail.example.co.uk") == "example.co.uk"
+    assert provider_of("ASPMX.L.Google.COM.") == "google.com"
+    assert provider_of("mx.popular-mail.test") == "popular-mail.test"
+    assert provider_of("127.0.0.5") == "127.0.0.5"
+    assert provider_of(None) == "(none)"
+    assert tld_of("example.no") == "no" and tld_of(None) == "(invalid)"
+
+
+def test_printable_neutralises_terminal_controls() -> None:
+    assert printable("a\x1b[2Jb\r") == "a\\x1b[2Jb\\x0d"
+    assert printable("x|y", markdown=True) == "x\\|y"
+
+
+# -- distributions against the mixed lab's truth --------------------------------------------------
+
+def test_tls_distributions_equal_truth(lab_scan: Path, fake_internet: Any) -> None:
+    dist = distributions(lab_scan)
+    tls = _truth_tls_hosts(fake_internet.truth_hosts())
+    assert dist["tls_hosts"] == len(tls)
+    assert dist["tls_versions"] == dict(Counter(h["tls_version"] for h in tls))
+    assert dist["kex_groups"] == dict(Counter(h["kex_group"] for h in tls))
+    logjam = sum(1 for h in tls if h["kex_group"] == "dhe" and h["kex_bits"] <= 1024)
+    assert logjam >= 1 and dist["dh_logjam_exposed"] == logjam
+    assert dist["dh_sizes"].get("1024") == logjam
+
+
+def test_certificate_problems_follow_verify_errors(lab_scan: Path, fake_internet: Any) -> None:
+    problems = distributions(lab_scan)["certificate_problems"]
+    errors = Counter(h["verify_error"] for h in _truth_tls_hosts(fake_internet.truth_hosts()))
+    # each behaviour's defect is found, and at least as often as the chain check reports it
+    assert problems["expired"] >= errors["expired"] >= 1
+    assert problems["self_signed"] >= errors["self_signed"] >= 1
+    assert problems["weak_key"] >= errors["weak_key"] >= 1
+    assert problems["untrusted"] >= errors["missing_intermediate"] >= 1
+    assert problems["wrong_name"] >= 1
+    assert 1 <= problems["no_problem"] < distributions(lab_scan)["tls_hosts"]
+
+
+def test_software_counts_every_answering_host(lab_scan: Path) -> None:
+    dist = distributions(lab_scan)
+    assert sum(dist["software"].values()) == dist["answered_hosts"]
+    assert {"postfix", "exim", "exchange", "sendmail"} <= set(dist["software"])
+    assert sum(dist["banners"].values()) <= dist["answered_hosts"]
+
+
+def test_survey_stats_carries_distributions_and_scan(lab_scan: Path) -> None:
+    stats = survey_stats(lab_scan)
+    assert stats["distributions"] == json.loads(json.dumps(distributions(lab_scan)))
+    assert stats["scan"]["state"] == "finished" and stats["scan"]["start_time"]
+
+
+# -- groups ---------------------------------------------------------------------------------------
+
+def test_by_provider_orders_by_domains_served(lab_scan: Path, fake_internet: Any) -> None:
+    groups = grouped_stats(lab_scan, "provider")
+    sizes = [g["domains"] for g in groups]
+    assert sizes == sorted(sizes, reverse=True)
+    assert sum(sizes) == survey_stats(lab_scan)["domains"]["input_lines"]
+    rows = read_dataset(lab_scan, "domains", columns=["mx_hostnames"]).to_pylist()
+    popular = sum(1 for r in rows if r["mx_hostnames"]
+                  and provider_of(r["mx_hostnames"][0]) == "popular-mail.test")
+    # the lab's behaviour hosts all live under hosting.test: the biggest provider
+    assert groups[0]["group"] == "hosting.test"
+    group = next(g for g in groups if g["group"] == "popular-mail.test")
+    assert group["domains"] == popular >= 40
+    assert group["starttls"]["all"] == popular and group["hosts_tls"] == 2
+
+
+@pytest.mark.parametrize("by", ["tld", "mx"])
+def test_other_groupings_add_up(lab_scan: Path, by: str) -> None:
+    stats = survey_stats(lab_scan)["domains"]
+    groups = grouped_stats(lab_scan, by)
+    assert sum(g["domains"] for g in groups) == stats["input_lines"]
+    for cls in MAIL_CLASSES:
+        assert sum(g["starttls"][cls] for g in groups) == stats["starttls"].get(cls, 0)
+
+
+def test_failing_export_is_grouped_csv(lab_scan: Path, capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    assert main(["stats", str(lab_scan), "--failing", "--by", "provider"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    domains = read_dataset(lab_scan, "domains", columns=["domain", "starttls_class"]).to_pylist()
+    want = {d["domain"] for d in domains if d["starttls_class"] in ("none", "some")}
+    assert {r["domain"] for r in rows} == want and len(rows) == len(want)
+    seen: list[str] = []
+    for r in rows:  # each provider's rows together, biggest first
+        if not seen or seen[-1] != r["provider"]:
+            assert r["provider"] not in seen
+            seen.append(r["provider"])
+    sizes = [int(next(r for r in rows if r["provider"] == p)["group_failing"]) for p in seen]
+    assert sizes == sorted(sizes, reverse=True)
+    strict = list(failing_domains(lab_scan, "strict"))
+    assert len(strict) > len(rows) and all(r["strict_class"] != "all" for r in strict)
+
+
+def test_by_provider_cli_formats(lab_scan: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", str(lab_scan), "--by", "provider", "--format", "json", "--top", "3"]) \
+        == 0
+    assert json.loads(capsys.readouterr().out) == grouped_stats(lab_scan, "provider", top=3)
+    assert main(["stats", str(lab_scan), "--by", "provider", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["group"] for r in rows[:2]] == [g["group"] for g in grouped_stats(
+        lab_scan, "provider", top=2)]
+
+
+# -- the published tables, from a lab built to reproduce them -------------------------------------
+
+def _profile_scan(profile: str, domains: int, tmp: Path) -> tuple[Path, LabProcess]:
+    lab = LabProcess.start(profile, domains, 7, tmp / "lab", latency_ms=(0, 0),
+                           greet_pause_s=0.3, timeout=60.0)
+    config = ScanConfig(
+        output=tmp / "out", inputs=(lab.directory / "domains.txt",), resolvers=(lab.resolver,),
+        port=lab.smtp_port,
+        timeouts=Timeouts(dns_query=0.5, dns_tries=2, connect=1.0, greeting=1.0, command=1.0,
+                          starttls=1.0, handshake=1.0, per_address=3.0),
+        limits=Limits(max_in_flight=400, dns_in_flight=200, batch_rows=2000),
+        trust=TrustStore(extra_anchors=(lab.ca_pem,)), lab_mode=True)
+    try:
+        scan_lab(config)
+    except BaseException:
+        lab.stop()
+        raise
+    return config.output, lab
+
+
+def test_norway_2010_shares(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, lab = _profile_scan("norway-2010", 2000, tmp_path)
+    try:
+        truth = Counter(lab.truth_domains().column("starttls_class").to_pylist())
+    finally:
+        lab.stop()
+    d = survey_stats(out)["domains"]
+    assert {c: d["starttls"].get(c, 0) for c in truth} == dict(truth)
+    share = d["starttls_share_of_mail_domains"]
+    mail = d["mail_domains"]
+    for cls, published in (("none", 67), ("some", 17), ("all", 16)):
+        assert abs(share[cls] - published) <= 100 / mail + 0.5, (cls, share[cls])
+    assert main(["stats", str(out)]) == 0
+    text = capsys.readouterr().out
+    for cls, published in (("none", 67), ("some", 17), ("all", 16)):
+        line = next(ln for ln in text.splitlines()[text.splitlines().index("mail_domains."
+                    "starttls_class"):] if ln.split() and ln.split()[0] == cls)
+        assert f"{published}.0%" in line, line
+
+
+def test_facebook_2014_host_shares(tmp_path: Path) -> None:
+    out, lab = _profile_scan("facebook-2014", 1000, tmp_path)
+    try:
+        truth = lab.truth_hosts().to_pylist()
+    finally:
+        lab.stop()
+    h = survey_stats(out)["hosts"]
+    answered = [t for t in truth if t["ehlo_status"] == "ok"]
+    tls = [t for t in answered if t["outcome"] == "tls_ok"]
+    assert h["answered"] == len(answered)
+    assert h["starttls_offered"] == sum(1 for t in answered if t["starttls_offered"])
+    assert h["tls_ok"] == len(tls)
+    assert h["forward_secrecy"] == sum(1 for t in tls if t["forward_secrecy"])
+    assert abs(h["starttls_share_of_answered"] - 76) <= 2
+    assert abs(h["tls_share_of_answered"] - 74.4) <= 2
+    assert 40 <= h["strict_share_of_tls"] <= 60
