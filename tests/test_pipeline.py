@@ -64,6 +64,7 @@ def mixed_scan(fake_internet: Any, tmp_path_factory: pytest.TempPathFactory,
     import asyncio
 
     config = fast_config_factory(tmp_path_factory.mktemp("mixed") / "out")
+    fake_internet.control("reset_counts")  # other tests talk to the same lab
     return asyncio.run(_scan(config))
 
 

@@ -37,6 +37,7 @@ class Behaviour(StrEnum):
     TLS10_11_ONLY = "tls10_11_only"  # TLS 1.0 and 1.1 only
     TLS13_ONLY = "tls13_only"
     DHE1024 = "dhe1024"  # DHE-only with a 1024-bit group (logjam)
+    NO_FS = "no_fs"  # TLS 1.2 with RSA key exchange only: no forward secrecy
     MULTILINE_GREETING = "multiline_greeting"  # 220- lines, then valid TLS
     GREET_PAUSE = "greet_pause"  # greeting after greet_pause_s, then valid TLS
     LONG_CHAIN = "long_chain"  # leaf + intermediate + 98 unrelated certificates
@@ -118,6 +119,8 @@ EXPECTED: dict[Behaviour, ExpectedHost] = {
     Behaviour.TLS10_11_ONLY: _tls(tls_version="TLSv1.1"),
     Behaviour.TLS13_ONLY: _tls(),
     Behaviour.DHE1024: _tls(tls_version="TLSv1.2", kex_group="dhe", kex_bits=1024),
+    Behaviour.NO_FS: _tls(tls_version="TLSv1.2", forward_secrecy=False, kex_group="rsa",
+                          kex_bits=None),
     Behaviour.MULTILINE_GREETING: _tls(),
     Behaviour.GREET_PAUSE: _tls(),
     Behaviour.LONG_CHAIN: _tls(),

@@ -54,8 +54,8 @@ HUGE_EXTENSION_BYTES = 1 << 20
 _OWN_PROFILE = frozenset({
     Behaviour.EXPIRED, Behaviour.NOT_YET_VALID, Behaviour.SELF_SIGNED, Behaviour.WRONG_NAME,
     Behaviour.MISSING_INTERMEDIATE, Behaviour.RSA1024, Behaviour.TLS10_11_ONLY,
-    Behaviour.TLS13_ONLY, Behaviour.DHE1024, Behaviour.LONG_CHAIN, Behaviour.HUGE_CERT,
-    Behaviour.BAD_CERT,
+    Behaviour.TLS13_ONLY, Behaviour.DHE1024, Behaviour.NO_FS, Behaviour.LONG_CHAIN,
+    Behaviour.HUGE_CERT, Behaviour.BAD_CERT,
 })
 #: Behaviours whose certificate does not carry the host's names: one context serves them all.
 _NAMELESS = frozenset({Behaviour.WRONG_NAME, Behaviour.HUGE_CERT, Behaviour.BAD_CERT})
@@ -140,7 +140,7 @@ class LabPki:
             return (build_leaf(leaf_names, ec_key, inter, usual),)
         elif behaviour is Behaviour.RSA1024:
             leaf = build_leaf(leaf_names, self._key("rsa1024"), inter, usual)
-        elif behaviour is Behaviour.DHE1024:
+        elif behaviour in (Behaviour.DHE1024, Behaviour.NO_FS):
             leaf = build_leaf(leaf_names, self._key("rsa2048"), inter, usual)
         elif behaviour is Behaviour.HUGE_CERT:
             leaf = build_leaf((HUGE_CERT_NAME,), ec_key, inter, usual,
@@ -155,8 +155,8 @@ class LabPki:
         return (leaf, inter.cert)
 
     def _build_context(self, behaviour: Behaviour, chain: _Chain) -> ssl.SSLContext:
-        key = self._key({Behaviour.RSA1024: "rsa1024", Behaviour.DHE1024: "rsa2048"}
-                        .get(behaviour, "ec"))
+        key = self._key({Behaviour.RSA1024: "rsa1024", Behaviour.DHE1024: "rsa2048",
+                         Behaviour.NO_FS: "rsa2048"}.get(behaviour, "ec"))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.num_tickets = 0  # resumption is useless to a survey and costs every handshake
         context.options |= ssl.OP_NO_TICKET
@@ -173,6 +173,10 @@ class LabPki:
             context.maximum_version = ssl.TLSVersion.TLSv1_2
             context.set_ciphers("DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0")
             context.load_dh_params(str(self._dh_params_path()))
+        elif behaviour is Behaviour.NO_FS:
+            # RSA key exchange only: the session keys die with the server's RSA key
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
+            context.set_ciphers("AES256-GCM-SHA384:AES128-GCM-SHA256")
         elif behaviour is Behaviour.RSA1024:
             context.set_ciphers("DEFAULT:@SECLEVEL=0")  # a 1024-bit key fails level 2 at load
         pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain) + key.pem

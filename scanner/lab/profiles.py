@@ -17,6 +17,7 @@ from scanner.lab.population import (
     DnsCase,
     Population,
 )
+from scanner.lab.policies import TlsaKind
 from scanner.lab.provider_mix import Mix, populate_class
 
 B = Behaviour
@@ -24,7 +25,7 @@ PROFILES = ("mixed", "norway-2010", "facebook-2014", "hostile")
 DEFAULT_LATENCY_MS: dict[str, tuple[int, int]] = {
     "mixed": (0, 0), "hostile": (0, 0), "norway-2010": (20, 300), "facebook-2014": (20, 300)}
 #: Non-forward-secret TLS (RSA key exchange); approximated until the lab has such a behaviour.
-NO_FS = Behaviour("no_fs") if "no_fs" in Behaviour._value2member_map_ else B.TLS10_11_ONLY
+NO_FS = B.NO_FS
 _DNS_FAILURES = (DnsCase.NULL_MX, DnsCase.NO_MX, DnsCase.NXDOMAIN, DnsCase.SERVFAIL,
                  DnsCase.TIMEOUT, DnsCase.MX_NO_ADDRESS)
 
@@ -72,12 +73,35 @@ def _mixed(b: Builder, n: int) -> None:
         _dns_failure(b, case)
     b.via_cname(b.new_name("cname"), popular[0])
     b.domain(b.new_name("bigmx"), DnsCase.BIG_MX, b.big_mx())
+    _dane_domains(b, plain_mx[0][1])
     mx_sets = [s for s, _ in sets]
     weights = [w for _, w in sets]
     for mx in b.rng.choices(mx_sets, weights, k=max(0, n - len(b.domains))):
         b.domain(b.new_name(), DnsCase.MX, mx)
     b.add_policies(spf=0.5, dmarc=0.3, sts=0.15)
     b.add_tlsa(0.5)
+
+
+#: DANE cases of the mixed profile: (name, host behaviour, TLSA kind). DANE-EE ignores names
+#: and dates (an expired or wrong-name leaf still matches); DANE-TA needs the MX name.
+DANE_CASES: tuple[tuple[str, Behaviour, TlsaKind], ...] = (
+    *((k.value.replace("_", "-"), B.VALID, k) for k in TlsaKind),
+    ("ee-expired", B.EXPIRED, TlsaKind.EE_SPKI_SHA256),
+    ("ee-wrong-name", B.WRONG_NAME, TlsaKind.EE_SPKI_SHA256),
+    ("ta-wrong-name", B.WRONG_NAME, TlsaKind.TA_CERT_SHA256),
+    ("no-tls", B.NO_STARTTLS, TlsaKind.EE_SPKI_SHA256),
+)
+
+
+def _dane_domains(b: Builder, plain_mx: str) -> None:
+    """One domain per DANE case (`dane-<case>.test`), and one with a DANE and a plain MX."""
+    first = ""
+    for case, behaviour, kind in DANE_CASES:
+        name = b.host(behaviour, f"mx.dane-{case}.test").names[0]
+        b.tlsa[f"_25._tcp.{name}"] = kind
+        b.domain(f"dane-{case}.test", DnsCase.MX, ((10, name),))
+        first = first or name
+    b.domain("dane-partial.test", DnsCase.MX, ((10, first), (20, plain_mx)))
 
 
 def _hostile(b: Builder, n: int) -> None:
