@@ -1,0 +1,114 @@
+"""`scanner compare`: two results directories made from one lab scan, rows altered."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import shutil
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from scanner.cli import main
+from scanner.compare import compare
+from scanner.pipeline import Scan
+from scanner.sink.dataset import read_dataset
+from scanner.sink.durable import committed_files
+from scanner.sink.schema import DATASETS
+from scanner.stats import survey_stats
+
+Rows = list[dict[str, Any]]
+
+
+def altered_copy(src: Path, dst: Path, dataset: str, change: Callable[[Rows], Rows],
+                 shift: timedelta = timedelta(0)) -> Path:
+    """A copy of a results directory whose committed `dataset` rows went through `change`."""
+    shutil.copytree(src, dst)
+    for path in committed_files(dst, dataset):
+        rows = change(pq.read_table(path).to_pylist())
+        pq.write_table(pa.Table.from_pylist(rows, schema=DATASETS[dataset]), path,
+                       compression="zstd")
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["start_time"] = (datetime.fromisoformat(manifest["start_time"]) + shift).isoformat()
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def scans(fast_config_factory: Any, tmp_path_factory: pytest.TempPathFactory
+          ) -> tuple[Path, Path, dict[str, str]]:
+    base = tmp_path_factory.mktemp("compare")
+    config = fast_config_factory(base / "old")
+    asyncio.run(Scan(config).run())
+    domains = read_dataset(config.output, "domains").to_pylist()
+    pick = {
+        "gains": next(r["domain"] for r in domains if r["starttls_class"] == "none"),
+        "loses": next(r["domain"] for r in domains if r["starttls_class"] == "all"
+                      and r["strict_class"] == "all"),
+        "gone": next(r["domain"] for r in domains if r["starttls_class"] == "some"),
+    }
+
+    def change(rows: Rows) -> Rows:
+        out = []
+        for r in rows:
+            if r["domain"] == pick["gains"]:
+                r = {**r, "starttls_class": "all", "strict_class": "all"}
+            elif r["domain"] == pick["loses"]:
+                r = {**r, "starttls_class": "none", "strict_class": "none"}
+            elif r["domain"] == pick["gone"]:
+                continue
+            out.append(r)
+        return out
+
+    new = altered_copy(config.output, base / "new", "domains", change, timedelta(days=30))
+    return config.output, new, pick
+
+
+def test_gained_and_lost_domains(scans: tuple[Path, Path, dict[str, str]]) -> None:
+    old, new, pick = scans
+    changes = compare(old, new)["changes"]
+    assert changes["starttls"]["gained"] == [{"domain": pick["gains"], "old": "none",
+                                              "new": "all"}]
+    assert changes["starttls"]["lost"] == [{"domain": pick["loses"], "old": "all",
+                                            "new": "none"}]
+    assert [r["domain"] for r in changes["strict"]["gained"]] == [pick["gains"]]
+    assert [r["domain"] for r in changes["strict"]["lost"]] == [pick["loses"]]
+
+
+def test_shares_then_and_now_come_from_stats(scans: tuple[Path, Path, dict[str, str]]) -> None:
+    old, new, _ = scans
+    result = compare(old, new)
+    assert result["domains"]["only_old"] == 1 and result["domains"]["only_new"] == 0
+    for side, outdir in (("old", old), ("new", new)):
+        d = survey_stats(outdir)["domains"]
+        for row in result["shares"]:
+            if row["table"] == "starttls_class":
+                assert row[f"{side}_count"] == d["starttls"].get(row["key"], 0)
+                assert row[f"{side}_of"] == d["mail_domains"]
+                assert row[f"{side}_pct"] == d["starttls_share_of_mail_domains"][row["key"]]
+    some = next(r for r in result["shares"] if r["table"] == "starttls_class"
+                and r["key"] == "some")
+    assert some["new_count"] == some["old_count"] - 1
+    assert some["change_pct_points"] == pytest.approx(some["new_pct"] - some["old_pct"])
+
+
+def test_compare_command(scans: tuple[Path, Path, dict[str, str]],
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    old, new, pick = scans
+    assert main(["compare", str(old), str(new)]) == 0
+    text = capsys.readouterr().out
+    assert "gained starttls (1 domains)" in text and f"{pick['gains']}: none -> all" in text
+    assert "lost starttls (1 domains)" in text and f"{pick['loses']}: all -> none" in text
+    assert main(["compare", str(old), str(new), "--format", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert ["starttls", "gained", pick["gains"], "none", "all"] in rows
+    assert main(["compare", str(old), str(new), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(compare(old, new)))
+    assert main(["compare", str(old), str(old.parent / "missing")]) == 2
