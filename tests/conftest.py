@@ -128,7 +128,8 @@ def _fast_config(lab: FakeInternet, output: Path) -> ScanConfig:
         timeouts=Timeouts(dns_query=0.5, dns_tries=2, connect=1.0, greeting=1.5, command=1.5,
                           starttls=1.5, handshake=1.5, per_address=4.0),
         limits=Limits(max_in_flight=64, batch_rows=50),
-        trust=TrustStore(extra_anchors=(lab.ca_pem,)), lab_mode=True)
+        trust=TrustStore(extra_anchors=(lab.ca_pem,)), lab_mode=True,
+        mta_sts_port=lab.lab.info.get("mta_sts_port", 443))
 
 
 @pytest.fixture(scope="session")

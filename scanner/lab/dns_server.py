@@ -23,7 +23,7 @@ __all__ = ["DnsServer", "Zone", "start_dns_server"]
 
 log = logging.getLogger(__name__)
 
-_QR, _AA, _TC, _RD, _RA = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080
+_QR, _AA, _TC, _RD, _RA, _AD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020
 _NOERROR, _FORMERR, _SERVFAIL, _NXDOMAIN, _NOTIMP, _REFUSED = 0, 1, 2, 3, 4, 5
 _OPT = 41
 _ANY = 255
@@ -155,6 +155,8 @@ class DnsServer:
             return None
         rcode, answers, with_soa = result
         flags = _QR | _AA | _RA | (query.flags & _RD) | rcode
+        if query.flags & _AD and query.key in self.zone.signed:
+            flags |= _AD  # RFC 6840 §5.7: only for clients that ask (AD set in the query)
         authority = (_rr(self.zone.origin, RType.SOA, self.zone.soa_rdata),) if with_soa else ()
         opt = (_OPT_RR,) if query.edns_size is not None else ()
         reply = b"".join((

@@ -93,6 +93,7 @@ class Zone:
         self.records: dict[bytes, list[Record] | tuple[Record, ...]] = {}
         self.failing: dict[bytes, FailMode] = {}
         self._empty: set[bytes] = set()  # names that exist without records (NODATA)
+        self.signed: set[bytes] = set()  # names whose answers carry the AD bit ("signed")
         self.soa_rdata = (wire_name(f"ns.{origin}") + wire_name(f"hostmaster.{origin}")
                           + struct.pack("!IIIII", 1, 3600, 600, 86400, 60))
 
@@ -151,6 +152,10 @@ class Zone:
         key = wire_name(name)
         self._empty.add(key)
         self._add_ancestors(key)
+
+    def sign(self, name: str) -> None:
+        """Answers for the name get the AD bit, as from a validating resolver (DNSSEC)."""
+        self.signed.add(wire_name(name))
 
     def fail(self, name: str, mode: FailMode | str) -> None:
         """Make every query for the name fail: "servfail" or "timeout" (never answered)."""

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -15,6 +14,19 @@ from enum import StrEnum
 from scanner.lab.behaviours import Behaviour
 from scanner.lab.dns_zone import RType, Zone, mx_rdata
 from scanner.lab.model import LabHost
+from scanner.lab.policies import (
+    DmarcKind,
+    PolicyPlan,
+    SpfKind,
+    StsKind,
+    TlsaKind,
+    TlsRptKind,
+    sts_response,
+    txt_records,
+)
+
+#: Where every mta-sts.<domain> name points: the lab's HTTPS server (on its own port).
+STS_ADDRESS = "127.0.0.1"
 
 #: Input lines that must come out `invalid`, one per kind of mistake.
 INVALID_LINES = ("bad..name", "-x.test", "user@example.test", "a" * 64 + ".test")
@@ -69,7 +81,8 @@ class Population:
     addresses: dict[str, tuple[str, ...]]  # owner name -> its A/AAAA addresses
     cnames: dict[str, str]  # alias -> target
     txt: dict[str, tuple[str, ...]]
-    tlsa: dict[str, bytes]  # `_25._tcp.<mx>` -> SHA-256 digest (3 1 1)
+    tlsa: dict[str, TlsaKind]  # `_25._tcp.<mx>` -> the kind of TLSA RRset (data from the PKI)
+    policies: dict[str, PolicyPlan] = field(default_factory=dict)  # domain -> what it publishes
     invalid_lines: tuple[str, ...] = INVALID_LINES
     _by_ip: dict[str, LabHost] = field(default_factory=dict, compare=False, repr=False)
 
@@ -114,7 +127,10 @@ class Builder:
         self.addresses: dict[str, tuple[str, ...]] = {}
         self.cnames: dict[str, str] = {}
         self.txt: dict[str, tuple[str, ...]] = {}
-        self.tlsa: dict[str, bytes] = {}
+        self.tlsa: dict[str, TlsaKind] = {}
+        self.policies: dict[str, PolicyPlan] = {}
+        # policies and TLSA draw from their own stream, so adding kinds moves nothing else
+        self.policy_rng = random.Random(f"{profile}/{seed}/policies")
         self._names = 0
         self._big_mx: tuple[tuple[int, str], ...] | None = None
 
@@ -170,26 +186,43 @@ class Builder:
         return self._big_mx
 
     def add_policies(self, spf: float, dmarc: float, sts: float) -> None:
-        """TXT records (SPF, DMARC, MTA-STS, TLS-RPT) for seeded shares of the mail domains."""
+        """SPF, DMARC, MTA-STS and TLS-RPT for seeded shares of the mail domains.
+
+        The first mail domains cycle through every kind, so small populations have each.
+        """
         mail = [d for d in self.domains if d.case in (DnsCase.MX, DnsCase.IMPLICIT)]
-        rng = self.rng
+        rng = self.policy_rng
+        spf_kinds, dmarc_kinds = list(SpfKind)[1:], list(DmarcKind)[1:]
+        rpt_kinds, sts_kinds = list(TlsRptKind)[1:], list(StsKind)[1:]
         for i, d in enumerate(mail):
-            first = i == 0  # one domain carries every kind, so small populations have each
-            if first or rng.random() < spf:
-                self.txt[d.name] = ("v=spf1 mx -all",)
-            if first or rng.random() < dmarc:
-                self.txt[f"_dmarc.{d.name}"] = (f"v=DMARC1; p=none; rua=mailto:dmarc@{d.name}",)
+            if d.name in self.policies:
+                continue
+            first = i < len(sts_kinds)
+            sts_kind = StsKind.NONE
             if first or rng.random() < sts:
-                self.txt[f"_mta-sts.{d.name}"] = ("v=STSv1; id=20240101T000000;",)
-                self.txt[f"_smtp._tls.{d.name}"] = (f"v=TLSRPTv1; rua=mailto:tls@{d.name}",)
+                sts_kind = sts_kinds[i % len(sts_kinds)] if first else rng.choice(
+                    (StsKind.ENFORCE, StsKind.ENFORCE, StsKind.TESTING, StsKind.MODE_NONE,
+                     StsKind.HTTP_404, StsKind.MX_MISMATCH))
+                if sts_kind is StsKind.WILDCARD and d.case is not DnsCase.MX:
+                    sts_kind = StsKind.ENFORCE  # `*.test` is no pattern for an implicit MX
+            plan = PolicyPlan(
+                spf=(spf_kinds[i % len(spf_kinds)] if first else rng.choice(spf_kinds[:2]))
+                if first or rng.random() < spf else SpfKind.NONE,
+                dmarc=(dmarc_kinds[i % len(dmarc_kinds)] if first else rng.choice(dmarc_kinds))
+                if first or rng.random() < dmarc else DmarcKind.NONE,
+                tlsrpt=(rpt_kinds[i % len(rpt_kinds)] if first else TlsRptKind.VALID)
+                if first or sts_kind is not StsKind.NONE else TlsRptKind.NONE,
+                sts=sts_kind)
+            self.policies[d.name] = plan
+            self.txt.update(txt_records(d.name, plan))
 
     def add_tlsa(self, share: float) -> None:
-        """TLSA (3 1 1) records for `_25._tcp.<mx>` of a share of the valid hosts (at least one)."""
+        """Signed 3 1 1 TLSA records for `_25._tcp.<mx>` of a share of the valid hosts (>= 1)."""
         valid = [h for h in self.hosts if h.behaviour is Behaviour.VALID and h.names]
         for i, h in enumerate(valid):
-            if i == 0 or self.rng.random() < share:
+            if i == 0 or self.policy_rng.random() < share:
                 for name in h.names:
-                    self.tlsa[f"_25._tcp.{name}"] = hashlib.sha256(name.encode()).digest()
+                    self.tlsa.setdefault(f"_25._tcp.{name}", TlsaKind.EE_SPKI_SHA256)
 
     def build(self) -> Population:
         """Freeze into a Population."""
@@ -199,7 +232,7 @@ class Builder:
                     latency_ms=h.latency_ms, cert_names=tuple(h.names + h.aliases))
             for h in self.hosts)
         return Population(self.profile, self.seed, tuple(self.domains), hosts, self.addresses,
-                          self.cnames, self.txt, self.tlsa)
+                          self.cnames, self.txt, self.tlsa, self.policies)
 
 
 def build_zone(population: Population) -> Zone:
@@ -227,6 +260,13 @@ def build_zone(population: Population) -> Zone:
     for name, texts in population.txt.items():
         for text in texts:
             zone.add_txt(name, text)
-    for name, digest in population.tlsa.items():
-        zone.add_tlsa(name, 3, 1, 1, digest)
+    for d in population.domains:  # TLSA records need the PKI: see lab.policies.add_tlsa_to_zone
+        plan = population.policies.get(d.name)
+        if plan is not None and sts_response(plan.sts, mx_names(d)) is not None:
+            zone.add_a(f"mta-sts.{d.name}", STS_ADDRESS)
     return zone
+
+
+def mx_names(domain: LabDomain) -> tuple[str, ...]:
+    """The MX host names of a domain as a scan sees them (the domain itself for implicit MX)."""
+    return (domain.name,) if domain.case is DnsCase.IMPLICIT else tuple(n for _, n in domain.mx)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from scanner.lab.behaviours import ANSWERS_SMTP, NEGOTIATES_TLS, Behaviour
+from scanner.lab.policies import TlsaKind
 from scanner.lab.population import (
     IDN_ALABEL,
     IDN_DOMAIN,
@@ -17,7 +18,6 @@ from scanner.lab.population import (
     DnsCase,
     Population,
 )
-from scanner.lab.policies import TlsaKind
 from scanner.lab.provider_mix import Mix, populate_class
 
 B = Behaviour

@@ -26,14 +26,35 @@ import pyarrow.parquet as pq
 
 import scanner
 from scanner.lab.control import control_request, server_address, start_control_server
-from scanner.lab.dns_server import start_dns_server
+from scanner.lab.dns_server import Zone, start_dns_server
+from scanner.lab.https_server import start_sts_server
 from scanner.lab.pki import LabPki
-from scanner.lab.population import build_zone
+from scanner.lab.policies import StsResponse, add_tlsa_to_zone, sts_response
+from scanner.lab.population import Population, build_zone, mx_names
 from scanner.lab.profiles import generate
 from scanner.lab.truth import write_truth
 from scanner.lab.workers import make_handler, start_fleets
 
 LAB_JSON = "lab.json"
+_TLSA_PREFIX = "_25._tcp."
+
+
+def add_policy_records(population: Population, zone: Zone, pki: LabPki) -> None:
+    """TLSA records, whose data comes from the chains the lab's hosts serve."""
+    for owner, kind in population.tlsa.items():
+        ip = population.addresses[owner.removeprefix(_TLSA_PREFIX)][0]
+        add_tlsa_to_zone(zone, owner, kind, pki.served_chain(population.host(ip)))
+
+
+def sts_responses(population: Population) -> dict[str, StsResponse]:
+    """What the policy server answers, by `mta-sts.<domain>`."""
+    out: dict[str, StsResponse] = {}
+    for d in population.domains:
+        plan = population.policies.get(d.name)
+        response = sts_response(plan.sts, mx_names(d)) if plan else None
+        if response is not None:
+            out[f"mta-sts.{d.name}"] = response
+    return out
 
 
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -54,6 +75,7 @@ async def run_lab(profile: str, n_domains: int, seed: int, directory: Path, *,
     population = generate(profile, n_domains, seed, latency_ms=latency_ms)
     zone = build_zone(population)
     pki = LabPki.create(directory, datetime.now(UTC))
+    add_policy_records(population, zone, pki)
     n_hosts = len(population.hosts)
     async with contextlib.AsyncExitStack() as stack:
         dns = await start_dns_server(zone, port=dns_port)
@@ -61,6 +83,8 @@ async def run_lab(profile: str, n_domains: int, seed: int, directory: Path, *,
         fleets = await start_fleets(population.hosts, smtp_port, pki, directory,
                                     greet_pause_s=greet_pause_s)
         stack.push_async_callback(fleets.close)
+        sts = await start_sts_server(sts_responses(population), pki, directory)
+        stack.push_async_callback(sts.close)
         write_truth(population, directory, fleets.port)
         del population, zone  # the servers keep what they need
         gc.collect()
@@ -70,7 +94,7 @@ async def run_lab(profile: str, n_domains: int, seed: int, directory: Path, *,
         stack.enter_context(_stop_on_signals(stop))
         stack.callback(lab_json.unlink, missing_ok=True)
         _write_atomically(lab_json, {
-            "resolver": dns.address, "smtp_port": fleets.port,
+            "resolver": dns.address, "smtp_port": fleets.port, "mta_sts_port": sts.port,
             "control": server_address(control), "ca_pem": str(pki.ca_pem),
             "profile": profile, "domains": n_domains, "seed": seed, "hosts": n_hosts,
             "pid": os.getpid(), "directory": str(directory)})

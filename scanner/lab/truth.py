@@ -19,8 +19,16 @@ import pyarrow.parquet as pq
 
 from scanner.lab.behaviours import ANSWERS_SMTP, EXPECTED, NEGOTIATES_TLS, STRICT_VALID, Behaviour
 from scanner.lab.model import LabHost
+from scanner.lab.policy_truth import domain_values, edge_rows
 from scanner.lab.population import DnsCase, LabDomain, Population
-from scanner.sink.schema import DOMAINS, HOSTS, TRUTH_DOMAIN_COLUMNS, TRUTH_HOST_COLUMNS
+from scanner.sink.schema import (
+    DOMAIN_MX,
+    DOMAINS,
+    HOSTS,
+    TRUTH_DOMAIN_COLUMNS,
+    TRUTH_EDGE_COLUMNS,
+    TRUTH_HOST_COLUMNS,
+)
 from scanner.status import DnsStatus, MxSource, StartTlsClass
 
 try:  # the name the lab PKI puts in wrong_name certificates
@@ -36,6 +44,7 @@ DOMAIN_TRUTH = pa.schema([DOMAINS.field(c) for c in TRUTH_DOMAIN_COLUMNS] + [
 HOST_TRUTH = pa.schema([HOSTS.field(c) for c in TRUTH_HOST_COLUMNS] + [
     pa.field("behaviour", _STATUS), HOSTS.field("mx_hostnames"),
     pa.field("latency_ms", pa.int32())])
+EDGE_TRUTH = pa.schema([DOMAIN_MX.field(c) for c in TRUTH_EDGE_COLUMNS])
 
 _FAILED = {DnsCase.NXDOMAIN: DnsStatus.NXDOMAIN, DnsCase.SERVFAIL: DnsStatus.SERVFAIL,
            DnsCase.TIMEOUT: DnsStatus.TIMEOUT}
@@ -113,7 +122,8 @@ class _Judge:
                 source, names = MxSource.IMPLICIT, (d.name,)
             counts = self.counts(names)
         return (d.name, status.value, source.value, *counts[:7], counts[7].value,
-                counts[8].value, d.input_line, d.case.value, names)
+                counts[8].value, *domain_values(self.pop, d, leaf_names), d.input_line,
+                d.case.value, names)
 
 
 def domain_rows(population: Population) -> Iterable[tuple[Any, ...]]:
@@ -124,7 +134,8 @@ def domain_rows(population: Population) -> Iterable[tuple[Any, ...]]:
     for line in population.input_lines():
         domain = by_line.get(line)
         if domain is None:
-            yield (line, "invalid", None, 0, 0, 0, 0, 0, 0, 0, invalid, invalid, line,
+            yield (line, "invalid", None, 0, 0, 0, 0, 0, 0, 0, invalid, invalid,
+                   *domain_values(population, None, leaf_names), line,
                    DnsCase.INVALID.value, ())
         else:
             yield judge.row(domain)
@@ -154,6 +165,11 @@ def truth_tables(population: Population, port: int) -> tuple[pa.Table, pa.Table]
             _table(host_rows(population, port), HOST_TRUTH))
 
 
+def edge_truth(population: Population) -> pa.Table:
+    """The domain_mx truth: policy facts per domain x MX host x address edge."""
+    return _table(edge_rows(population, leaf_names), EDGE_TRUTH)
+
+
 def write_truth(population: Population, directory: Path, port: int) -> None:
     """Write domains.txt and truth/{domains,hosts}.parquet under `directory`."""
     (directory / "truth").mkdir(parents=True, exist_ok=True)
@@ -162,3 +178,4 @@ def write_truth(population: Population, directory: Path, port: int) -> None:
     domains, hosts = truth_tables(population, port)
     pq.write_table(domains, directory / "truth" / "domains.parquet")
     pq.write_table(hosts, directory / "truth" / "hosts.parquet")
+    pq.write_table(edge_truth(population), directory / "truth" / "domain_mx.parquet")

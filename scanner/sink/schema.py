@@ -158,8 +158,14 @@ DATASETS: dict[str, pa.Schema] = {
 #: Columns of the lab's ground truth: the same names, a subset of each dataset.
 TRUTH_DOMAIN_COLUMNS = ("domain", "status", "mx_source", "n_mx_hosts", "n_addresses", "n_pairs",
                         "n_reachable", "n_starttls", "n_tls", "n_strict", "starttls_class",
-                        "strict_class")
+                        "strict_class", "spf_status", "spf_all", "dmarc_status",
+                        "dmarc_policy", "tlsrpt_status", "mta_sts_txt_status", "mta_sts_id",
+                        "mta_sts_fetch_status", "mta_sts_mode", "mta_sts_max_age",
+                        "mta_sts_mx_patterns", "mta_sts_mx_all_match", "mta_sts_delivery_ok",
+                        "dane_class", "n_dane_valid", "strict_capable")
 TRUTH_HOST_COLUMNS = ("ip", "port", "outcome", "connect_status", "greeting_status", "ehlo_status",
                       "starttls_status", "handshake_status", "ehlo_tls_status", "starttls_offered",
                       "tls_version", "forward_secrecy", "kex_group", "kex_bits", "chain_valid",
                       "verify_error", "leaf_names")
+TRUTH_EDGE_COLUMNS = ("domain", "mx_hostname", "ip", "tlsa_status", "dane_status",
+                      "mta_sts_mx_match", "mta_sts_ok")
