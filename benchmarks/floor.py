@@ -86,7 +86,8 @@ async def probe(ip: str, port: int, ctx: ssl.SSLContext, greeting_s: float = 10.
             writer.transport.abort()
 
 
-async def probe_all(targets: list[tuple[str, int]], concurrency: int) -> dict[str, int]:
+async def probe_all(targets: list[tuple[str, int]], concurrency: int, greeting_s: float = 10.0,
+                    deadline_s: float = 30.0) -> dict[str, int]:
     """Probe every target, `concurrency` at a time; counts of how far each got."""
     ctx = _context()
     sem = asyncio.Semaphore(concurrency)
@@ -94,7 +95,7 @@ async def probe_all(targets: list[tuple[str, int]], concurrency: int) -> dict[st
 
     async def one(ip: str, port: int) -> None:
         async with sem:
-            result = await probe(ip, port, ctx)
+            result = await probe(ip, port, ctx, greeting_s, deadline_s)
         counts[result] = counts.get(result, 0) + 1
 
     async with asyncio.TaskGroup() as tg:
@@ -109,18 +110,19 @@ def _client(args: argparse.Namespace) -> int:
     hosts = pq.read_table(args.lab / "truth" / "hosts.parquet", columns=["ip", "port"])
     targets = list(zip(hosts.column("ip").to_pylist(), hosts.column("port").to_pylist(),
                        strict=True))[:args.limit]
-    counts = asyncio.run(probe_all(targets, args.concurrency))
+    counts = asyncio.run(probe_all(targets, args.concurrency, args.greeting, args.deadline))
     print(json.dumps({"probes": len(targets), "reached": counts}))
     return 0
 
 
-def run_floor(lab_dir: Path, work: Path, concurrency: int = 2000,
-              limit: int | None = None) -> dict[str, Any]:
+def run_floor(lab_dir: Path, work: Path, concurrency: int = 2000, limit: int | None = None,
+              greeting_s: float = 10.0, deadline_s: float = 30.0) -> dict[str, Any]:
     """Run the floor client over a running lab's hosts in its own measured process."""
     log = work / "floor.log"
     log.unlink(missing_ok=True)
     args = [sys.executable, str(ROOT / "benchmarks" / "floor.py"), "--client", "--lab",
-            str(lab_dir), "--concurrency", str(concurrency)]
+            str(lab_dir), "--concurrency", str(concurrency), "--greeting", str(greeting_s),
+            "--deadline", str(deadline_s)]
     if limit:
         args += ["--limit", str(limit)]
     run = run_measured(args, log=log, env=scanner_env())
@@ -161,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--domains", type=int, default=34_500, help="lab size when no --lab")
     p.add_argument("--concurrency", type=int, default=2000)
     p.add_argument("--limit", type=int)
+    p.add_argument("--greeting", type=float, default=10.0, help="greeting timeout (s)")
+    p.add_argument("--deadline", type=float, default=30.0, help="per-address deadline (s)")
     p.add_argument("--work", type=Path, default=ROOT / "results" / "bench")
     args = p.parse_args(argv)
     if args.client:

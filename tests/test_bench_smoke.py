@@ -1,0 +1,69 @@
+"""Smoke version of the national-scale benchmark: a tiny norway-2010 survey, measured, checked."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import common  # noqa: E402
+import floor  # noqa: E402
+import survey  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def small_lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from scanner.lab.serve import LabProcess
+
+    lab = LabProcess.start("norway-2010", 600, 3, tmp_path_factory.mktemp("bench-lab"),
+                           latency_ms=(0, 20), greet_pause_s=0.1, timeout=60.0)
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+def test_survey_measures_and_matches_truth(small_lab, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # short timeouts: the lab's tarpits would otherwise hold the smoke run for 10 s
+    monkeypatch.setattr(survey, "BENCH_TIMEOUTS", (
+        "--timeout-dns", "1", "--timeout-connect", "2", "--timeout-greeting", "1.5",
+        "--timeout-command", "2", "--timeout-starttls", "2", "--timeout-handshake", "2",
+        "--deadline", "5"))
+    r = survey.run_survey(600, seed=3, latency="0-20", work=tmp_path, loop="asyncio",
+                          concurrency=200, lab=small_lab)
+    assert r["returncode"] == 0
+    assert r["domains_done"] >= 600 and r["probes"] == small_lab.info["hosts"]
+    assert r["cpu_s"] > 0 and r["max_rss_mib"] > 20 and r["wall_s"] > 0
+    assert r["cpu_ms_per_probe"] > 0
+    conn = r["connections"]
+    assert conn["wrong"] == 0 and conn["max_concurrent"] == 1 and conn["forbidden_commands"] == 0
+    assert r["truth"]["domain_mismatches"] == 0, r["truth"]["domain_examples"]
+    assert r["truth"]["host_mismatches"] == 0, r["truth"]["host_examples"]
+    row = survey.result_row(r)
+    assert len(row) == len(survey.RESULT_HEADER)
+
+
+def test_floor_client_reaches_every_listening_host(small_lab, tmp_path: Path  # type: ignore[no-untyped-def]
+                                                   ) -> None:
+    r = floor.run_floor(small_lab.directory, tmp_path, concurrency=200, greeting_s=1.5,
+                        deadline_s=5.0)
+    assert r["probes"] == small_lab.info["hosts"]
+    reached = r["reached"]
+    assert reached.get("tls", 0) > 0 and reached.get("plain", 0) > 0
+    assert r["cpu_ms_per_probe"] > 0
+
+
+def test_results_table_appends_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "RESULTS_MD", tmp_path / "RESULTS.md")
+    common.append_row("Runs", ["a", "b"], [1, 2])
+    common.append_row("Other", ["c"], [3])
+    common.append_row("Runs", ["a", "b"], [4, 5])
+    text = (tmp_path / "RESULTS.md").read_text()
+    runs = text.split("## Runs")[1].split("## Other")[0]
+    assert "| 1 | 2 |" in runs and "| 4 | 5 |" in runs
+    assert "| 3 |" in text.split("## Other")[1]
