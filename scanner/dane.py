@@ -22,7 +22,7 @@ from scanner.policy_dns import PolicyResolver
 from scanner.policy_status import DaneClass, DaneStatus, TlsaStatus
 from scanner.status import DnsStatus
 
-_KEY_BYTES = 10  # truncated digests: ~2^-80 per comparison, and ~150 bytes per TLS host
+_KEY_BYTES = 10  # fingerprints of full digests: ~2^-80 per comparison, ~150 B per TLS host
 _USABLE_USAGES = (2, 3)
 _SELECTORS = (0, 1)
 _MATCHING_TYPES = (0, 1, 2)
@@ -70,12 +70,13 @@ async def lookup_tlsa(mx_hostname: str, resolver: PolicyResolver) -> TlsaLookup:
 
 def _digest(mtype: int, data: bytes) -> bytes:
     if mtype == 2:
-        return hashlib.sha512(data).digest()[:_KEY_BYTES]
-    return hashlib.sha256(data).digest()[:_KEY_BYTES]  # 1, and 0 compared through its hash
+        return hashlib.sha512(data).digest()
+    return hashlib.sha256(data).digest()  # 1, and 0 compared through its hash
 
 
 def _key(usage: int, selector: int, mtype: int, digest: bytes) -> bytes:
-    return bytes((usage, selector, mtype)) + digest[:_KEY_BYTES]
+    """A short fingerprint of the whole digest: any other digest gives an unrelated key."""
+    return bytes((usage, selector, mtype)) + hashlib.sha256(digest).digest()[:_KEY_BYTES]
 
 
 def _selected(cert: x509.Certificate, der: bytes, selector: int) -> bytes:
