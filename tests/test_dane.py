@@ -189,7 +189,8 @@ def test_mixed_scan_edges_equal_truth(mixed_edges: pa.Table, fake_internet: Any)
     scan = _keyed(mixed_edges)
     assert truth.keys() == scan.keys()
     diff = [f"{k} {c}: scan={scan[k][c]!r} truth={truth[k][c]!r}"
-            for k in sorted(truth, key=str) for c in TRUTH_EDGE_COLUMNS if scan[k][c] != truth[k][c]]
+            for k in sorted(truth, key=str) for c in TRUTH_EDGE_COLUMNS
+            if scan[k][c] != truth[k][c]]
     assert not diff, "\n".join(diff[:40])
     statuses = {r["dane_status"] for r in truth.values()}
     assert statuses >= {s.value for s in DaneStatus}  # the lab has every case
