@@ -144,7 +144,7 @@ class StsFetcher:
                 if not chunk:
                     break
                 raw += chunk
-            return _response(raw)
+            return parse_response(raw)
         except (ssl.SSLError, OSError) as exc:
             return StsResult(StsFetchStatus.CONNECT_ERROR, detail=str(exc))
         finally:
@@ -153,7 +153,7 @@ class StsFetcher:
                 await writer.wait_closed()
 
 
-def _response(raw: bytes) -> StsResult:
+def parse_response(raw: bytes) -> StsResult:
     """Judge a whole HTTP/1.x response (Connection: close, no chunked bodies expected)."""
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not sep:
