@@ -57,6 +57,7 @@ class _Probe:
 
     fields: dict[str, object] = field(default_factory=dict)
     step: str = "connect"
+    protocol: SMTPProtocol | None = None  # set as soon as connected, so any ending can close it
 
 
 def reply_status(code: int) -> ReplyStatus:
@@ -150,6 +151,19 @@ def handshake_status_from(exc: BaseException) -> tuple[HandshakeStatus, str | No
     return HandshakeStatus.INTERNAL_ERROR, None
 
 
+_STEP_STATUS: dict[str, type[ConnectStatus | StartTlsStatus | HandshakeStatus | ReplyStatus]] = {
+    "connect": ConnectStatus, "starttls": StartTlsStatus, "handshake": HandshakeStatus,
+    "greeting": ReplyStatus, "ehlo": ReplyStatus, "ehlo_tls": ReplyStatus,
+}
+
+
+def _mark_step(state: _Probe, value: str) -> None:
+    """Set the status of the step under way to `value` (every step vocabulary has it)."""
+    vocabulary = _STEP_STATUS.get(state.step)
+    if vocabulary is not None:
+        state.fields[f"{state.step}_status"] = vocabulary(value)
+
+
 def _ms(since: float) -> int:
     return int((time.monotonic() - since) * 1000)
 
@@ -168,11 +182,9 @@ class SmtpProber:
         t0 = time.monotonic()
         state = _Probe()
         f = state.fields
-        transport: asyncio.BaseTransport | None = None
-        protocol: SMTPProtocol | None = None
         try:
             async with asyncio.timeout(self._config.timeouts.per_address):
-                protocol, transport = await self._converse(target, state)
+                await self._converse(target, state)
         except TimeoutError:
             self._mark_deadline(state)
         except asyncio.CancelledError:
@@ -181,8 +193,8 @@ class SmtpProber:
             log.exception("internal error probing %s", target.ip)
             self._mark_internal(state, exc)
         finally:
-            transport = protocol.transport if protocol is not None and protocol.transport \
-                else transport
+            # whatever ended the conversation (deadline, bug, cancellation), no socket survives
+            transport = state.protocol.transport if state.protocol is not None else None
             if isinstance(transport, asyncio.Transport):
                 transport.abort()
         f.setdefault("connect_status", ConnectStatus.OK)
@@ -194,29 +206,13 @@ class SmtpProber:
         f = state.fields
         detail = f"per-address deadline of {self._config.timeouts.per_address:g}s"
         f["error_detail"] = f.get("error_detail") or detail
-        step = state.step
-        if step == "connect":
-            f["connect_status"] = ConnectStatus.TIMEOUT
-        elif step == "starttls":
-            f["starttls_status"] = StartTlsStatus.TIMEOUT
-        elif step == "handshake":
-            f["handshake_status"] = HandshakeStatus.TIMEOUT
-        elif step in ("greeting", "ehlo", "ehlo_tls"):
-            f[f"{step}_status"] = ReplyStatus.TIMEOUT
-        # "quit": everything was already learned; a slow goodbye changes nothing
+        _mark_step(state, "timeout")  # in "quit" everything was already learned
 
     def _mark_internal(self, state: _Probe, exc: BaseException) -> None:
-        f = state.fields
-        f["error_detail"] = f"internal error at {state.step}: {type(exc).__name__}: {exc}"
-        step = state.step
-        if step == "connect":
-            f["connect_status"] = ConnectStatus.INTERNAL_ERROR
-        elif step == "starttls":
-            f["starttls_status"] = StartTlsStatus.INTERNAL_ERROR
-        elif step == "handshake":
-            f["handshake_status"] = HandshakeStatus.INTERNAL_ERROR
-        elif step in ("greeting", "ehlo", "ehlo_tls"):
-            f[f"{step}_status"] = ReplyStatus.INTERNAL_ERROR
+        """Our own bug ended the conversation: recorded apart from anything a server did."""
+        state.fields["error_detail"] = (
+            f"internal error at {state.step}: {type(exc).__name__}: {exc}")
+        _mark_step(state, "internal_error")
 
     async def _read(self, protocol: SMTPProtocol, command: bytes | None,
                     timeout: float) -> SMTPResponse:
@@ -235,8 +231,7 @@ class SmtpProber:
                               reply.code, reply.message)
         return reply
 
-    async def _converse(self, target: ProbeTarget,
-                        state: _Probe) -> tuple[SMTPProtocol | None, asyncio.BaseTransport | None]:
+    async def _converse(self, target: ProbeTarget, state: _Probe) -> None:
         cfg = self._config.timeouts
         f = state.fields
         loop = asyncio.get_running_loop()
@@ -253,7 +248,8 @@ class SmtpProber:
             f["connect_status"] = connect_status_from(exc)
             f["connect_ms"] = _ms(t)
             f["error_detail"] = f"{type(exc).__name__}: {exc}"
-            return None, None
+            return
+        state.protocol = protocol
         f["connect_status"] = ConnectStatus.OK
         f["connect_ms"] = _ms(t)
 
@@ -268,7 +264,7 @@ class SmtpProber:
             f["greeting_code"] = err.code
             f["banner"] = err.text
             f["error_detail"] = f"greeting: {err}"
-            return protocol, transport
+            return
         f["greeting_ms"] = _ms(t)
         f["greeting_code"] = greeting.code
         f["banner"] = greeting.message
@@ -277,7 +273,7 @@ class SmtpProber:
                 else ReplyStatus.PROTOCOL_ERROR
             f["error_detail"] = f"greeting: {greeting.code}"
             await self._quit(protocol, state)
-            return protocol, transport
+            return
         f["greeting_status"] = ReplyStatus.OK
 
         # EHLO; HELO is no substitute: it cannot tell whether STARTTLS is offered
@@ -290,7 +286,7 @@ class SmtpProber:
             f["ehlo_ms"] = _ms(t)
             f["ehlo_code"] = err.code
             f["error_detail"] = f"EHLO: {err}"
-            return protocol, transport
+            return
         f["ehlo_ms"] = _ms(t)
         f["ehlo_code"] = ehlo.code
         lines = split_reply_lines(ehlo.message)
@@ -300,7 +296,7 @@ class SmtpProber:
                 else ReplyStatus.PROTOCOL_ERROR
             f["error_detail"] = f"EHLO: {ehlo.code} {ehlo.message[:200]}"
             await self._quit(protocol, state)
-            return protocol, transport
+            return
         f["ehlo_status"] = ReplyStatus.OK
         extensions = ehlo_extensions(lines[1:])
         f["ehlo_extensions"] = extensions
@@ -310,7 +306,7 @@ class SmtpProber:
             f["starttls_status"] = StartTlsStatus.MASKED if starttls_masked(extensions) \
                 else StartTlsStatus.NOT_OFFERED
             await self._quit(protocol, state)
-            return protocol, transport
+            return
 
         # STARTTLS command
         state.step = "starttls"
@@ -322,7 +318,7 @@ class SmtpProber:
             f["starttls_ms"] = _ms(t)
             f["starttls_code"] = err.code
             f["error_detail"] = f"STARTTLS: {err}"
-            return protocol, transport
+            return
         f["starttls_ms"] = _ms(t)
         f["starttls_code"] = reply.code
         f["starttls_reply"] = reply.message
@@ -334,14 +330,14 @@ class SmtpProber:
                 f["starttls_status"] = _STARTTLS_FROM_REPLY.get(status,
                                                                 StartTlsStatus.PROTOCOL_ERROR)
             await self._quit(protocol, state)
-            return protocol, transport
+            return
         f["starttls_status"] = StartTlsStatus.OK
 
         # TLS handshake
         state.step = "handshake"
         tls_transport = await self._handshake(protocol, transport, state)
         if tls_transport is None:
-            return protocol, transport
+            return
 
         # EHLO again, over TLS (RFC 3207 §4.2: the client discards what it knew)
         state.step = "ehlo_tls"
@@ -350,12 +346,12 @@ class SmtpProber:
         except _ReplyError as err:
             f["ehlo_tls_status"] = err.status
             f["error_detail"] = f"EHLO after TLS: {err}"
-            return protocol, tls_transport
+            return
         f["ehlo_tls_status"] = reply_status(ehlo2.code) if ehlo2.code != 250 else ReplyStatus.OK
         if ehlo2.code == 250:
             f["ehlo_tls_extensions"] = ehlo_extensions(split_reply_lines(ehlo2.message)[1:])
         await self._quit(protocol, state)
-        return protocol, tls_transport
+        return
 
     async def _handshake(self, protocol: SMTPProtocol, transport: asyncio.BaseTransport,
                          state: _Probe) -> asyncio.BaseTransport | None:
