@@ -111,6 +111,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
     port = args.port
     anchors = list(args.trust_anchor)
     lab_mode = False
+    mta_sts_port = 443
     if args.lab is not None:
         lab_json = args.lab / "lab.json"
         try:
@@ -120,6 +121,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
         resolvers = resolvers or [lab["resolver"]]
         port = lab["smtp_port"] if port == 25 else port
         anchors.append(Path(lab["ca_pem"]))
+        mta_sts_port = lab.get("mta_sts_port", mta_sts_port)
         lab_mode = True
     for anchor in anchors:
         if not anchor.is_file():
@@ -139,7 +141,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
                       batch_rows=args.batch_rows),
         identity=Identity(ehlo_name=args.ehlo_name), exclusions=exclusions,
         trust=TrustStore(extra_anchors=tuple(anchors)), lab_mode=lab_mode,
-        resume=args.resume, limit=args.limit)
+        resume=args.resume, limit=args.limit, mta_sts_port=mta_sts_port)
     return config, notices
 
 
@@ -175,6 +177,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from scanner.report import run_report_command
 
     return run_report_command(args)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from scanner.check_command import run_check_command
+
+    return run_check_command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", type=Path, default=Path("report.html"),
                         help="the HTML file to write (default report.html)")
     report.set_defaults(func=_cmd_report)
+    check = sub.add_parser("check", help="every fact about one domain, for a person")
+    check.add_argument("domain")
+    check.add_argument("--resolver", action="append", default=[], metavar="HOST[:PORT]")
+    check.add_argument("--port", type=int, default=25, help="SMTP port (default 25)")
+    check.add_argument("--trust-anchor", action="append", default=[], type=Path, metavar="PEM")
+    check.add_argument("--ehlo-name", default=Identity().ehlo_name)
+    check.add_argument("--lab", type=Path, metavar="LABDIR", help="check a domain of a running lab")
+    check.add_argument("--json", action="store_true", help="the rows as JSON instead of text")
+    check.set_defaults(func=_cmd_check)
     from scanner.lab.cli import add_lab_commands
 
     add_lab_commands(sub)

@@ -1,0 +1,112 @@
+"""`scanner check DOMAIN`: every fact about one domain, printed for a person.
+
+The same code path as a survey: the pipeline scans a one-line input into a temporary results
+directory, and the rows it wrote are what gets printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from scanner.pipeline import Scan
+from scanner.sink.dataset import read_dataset
+
+
+def _scan_namespace(args: argparse.Namespace, input_path: Path, output: Path
+                    ) -> argparse.Namespace:
+    """The `scan` arguments for one domain: scan defaults, with the check's options on top."""
+    from scanner.cli import _add_scan_arguments
+
+    parser = argparse.ArgumentParser()
+    _add_scan_arguments(parser)
+    ns = parser.parse_args([str(input_path), "-o", str(output)])
+    for name in ("resolver", "port", "trust_anchor", "ehlo_name", "lab"):
+        setattr(ns, name, getattr(args, name))
+    return ns
+
+
+def check_domain(args: argparse.Namespace) -> dict[str, Any]:
+    """Scan one domain; its `domains` row, `domain_mx` edges and `hosts` rows as dicts."""
+    from scanner.cli import config_from_args
+
+    with tempfile.TemporaryDirectory(prefix="scanner-check-") as tmp:
+        input_path = Path(tmp) / "domain.txt"
+        input_path.write_text(args.domain + "\n", encoding="utf-8")
+        config, _notices = config_from_args(_scan_namespace(args, input_path, Path(tmp) / "out"))
+        asyncio.run(Scan(config).run())
+        domain = read_dataset(config.output, "domains").to_pylist()
+        edges = read_dataset(config.output, "domain_mx").to_pylist()
+        hosts = read_dataset(config.output, "hosts").to_pylist()
+    for h in hosts:
+        h.pop("started_at", None)
+    return {"domain": domain[0] if domain else {}, "edges": edges, "hosts": hosts}
+
+
+def _yes(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def render_check(facts: dict[str, Any]) -> str:
+    """The facts as lines of text."""
+    d = facts["domain"]
+    lines = [f"{d.get('domain') or d.get('input')}  (status {d.get('status')})"]
+    if d.get("reason"):
+        lines.append(f"  reason: {d['reason']}")
+    lines += [
+        f"  mail hosts      {d.get('mx_source')}: {', '.join(d.get('mx_hostnames') or []) or '-'}",
+        f"  STARTTLS        {d.get('starttls_class')} ({d.get('n_tls')}/{d.get('n_reachable')} "
+        f"answering pairs negotiated TLS)",
+        f"  strict TLS      {d.get('strict_class')} ({d.get('n_strict')}/{d.get('n_reachable')})",
+        f"  SPF             {d.get('spf_status')}"
+        + (f" ({d['spf_all']})" if d.get("spf_all") else ""),
+        f"  DMARC           {d.get('dmarc_status')}"
+        + (f" (p={d['dmarc_policy']})" if d.get("dmarc_policy") else ""),
+        f"  TLS-RPT         {d.get('tlsrpt_status')}",
+        f"  MTA-STS record  {d.get('mta_sts_txt_status')}"
+        + (f" (id={d['mta_sts_id']})" if d.get("mta_sts_id") else ""),
+        f"  MTA-STS policy  fetch {d.get('mta_sts_fetch_status')}, mode "
+        f"{d.get('mta_sts_mode') or '-'}, max_age {d.get('mta_sts_max_age') or '-'}, mx "
+        f"{', '.join(d.get('mta_sts_mx_patterns') or []) or '-'}",
+        f"                  every MX matches: {_yes(d.get('mta_sts_mx_all_match'))}, "
+        f"delivery under the policy: {_yes(d.get('mta_sts_delivery_ok'))}",
+        f"  DANE            {d.get('dane_class')} ({d.get('n_dane_valid')} valid pairs)",
+        f"  strict-capable  {_yes(d.get('strict_capable'))} (DANE valid, or MTA-STS enforce "
+        "with a deliverable MX)",
+    ]
+    hosts = {h["ip"]: h for h in facts["hosts"]}
+    if facts["edges"]:
+        lines += ["", f"  {'pref':>4} {'MX host':<32} {'address':<16} {'outcome':<18} "
+                      f"{'TLS':<8} {'chain':<7} {'name':<5} {'TLSA':<10} {'DANE':<9} STS"]
+    for e in facts["edges"]:
+        h = hosts.get(e["ip"] or "", {})
+        chain = "-" if e["chain_valid"] is None else ("valid" if e["chain_valid"]
+                                                      else h.get("verify_error") or "invalid")
+        lines.append(
+            f"  {e['preference']:>4} {e['mx_hostname']:<32} {e['ip'] or '-':<16} "
+            f"{e['outcome'] or e['address_status']:<18} {h.get('tls_version') or '-':<8} "
+            f"{chain:<7} {_yes(e['name_match']):<5} {e['tlsa_status']:<10} "
+            f"{e['dane_status']:<9} {_yes(e['mta_sts_ok'])}")
+    seen: set[str] = set()
+    for e in facts["edges"]:
+        if e["mx_hostname"] not in seen and e["tlsa_records"]:
+            seen.add(e["mx_hostname"])
+            lines += [f"  TLSA _25._tcp.{e['mx_hostname']}: {r}" for r in e["tlsa_records"]]
+    for h in facts["hosts"]:
+        if h.get("banner"):
+            lines.append(f"  banner {h['ip']}: {h['banner'].splitlines()[0]}")
+    return "\n".join(lines)
+
+
+def run_check_command(args: argparse.Namespace) -> int:
+    """Print the check of one domain; 0 when the domain was scanned, 2 when the input is bad."""
+    facts = check_domain(args)
+    if args.json:
+        print(json.dumps(facts, indent=2, sort_keys=True, default=str))
+    else:
+        print(render_check(facts))
+    return 2 if facts["domain"].get("status") == "invalid" else 0
