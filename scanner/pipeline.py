@@ -164,11 +164,13 @@ class Scan:
             if self.config.exclusions.excludes_domain(item.domain):
                 self._finish_domain(writer, rollup_excluded(item), ())
                 return
+            started = self.vantage.begin_lookup()
             policies = self._policies
             assert policies is not None and self._tg is not None
             # TXT lookups and the MTA-STS fetch run alongside the MX lookup and the probes
             facts = self._tg.create_task(policies.domain_facts(item.domain))
             mail = await resolver.resolve_mail_hosts(item.domain)
+            await self.vantage.admit_dns(mail, started)  # held while a DNS outage is suspected
             summaries, tlsa = await asyncio.gather(
                 self._probe_all(mail, analyser, writer, probe_sem), policies.tlsa_for(mail))
             record, edges = rollup_domain(item, mail, self.config.port, summaries)
@@ -225,9 +227,11 @@ class Scan:
                 self.config.limits.per_provider)
         try:
             async with probe_sem, sem:
+                started = self.vantage.begin_probe()
                 record, certs = await analyser.analyse(
                     target, self._names_in_flight.get(target.ip, ()))
-            await self.vantage.admit(record)
+            # held while the port-25 path is suspected dead: a false timeout is never written
+            await self.vantage.admit(record, started, provider)
             for cert in certs:
                 writer.append_certificate(cert)
             writer.append_host(record)

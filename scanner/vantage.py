@@ -1,44 +1,224 @@
 """VantageWatch: notice when the scanner's own network fails, instead of blaming the servers.
 
-If outbound port 25 is blocked at the vantage point (common on home and cloud networks), every
-server looks unreachable. The watch holds back the first probe results whose TCP connect timed
-out or was unreachable; as soon as any probe connects (or is refused: a live path answered) they
-are released. When the first `sample` probes are all silent, the scan stops with VantageFailure
-and none of them is recorded, so no server is falsely written as unreachable.
+Two failures look, from the results alone, like thousands of broken servers: outbound port 25
+blocked or dying at the vantage point (every server "times out"), and the resolver going silent
+(every domain a DNS "timeout"). The watch keeps, per step, a sliding window over the most
+recently started results and the scan's running baseline share of timeouts before that window.
+Each timeout result is held back (not written) until the path is shown alive after it: `confirm`
+requests sent after it timed out were answered. A sudden wave -- at least `min_wave` timeouts across
+distinct providers making up a share of the window far above the baseline -- stops the scan with
+VantageFailure, and none of the held results is recorded, so resume re-probes them.
+
+A hostile list's normal share of tarpits does not trip it: the threshold rises with the baseline,
+and tarpits are released as soon as healthy servers answer after them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import time
+from dataclasses import dataclass, field
 
-from scanner.records import HostRecord
-from scanner.status import ConnectStatus
+from scanner.records import HostRecord, MailHosts
+from scanner.status import (
+    ConnectStatus,
+    DnsStatus,
+    HandshakeStatus,
+    HostOutcome,
+    ReplyStatus,
+    StartTlsStatus,
+)
 
-_SILENT = frozenset({ConnectStatus.TIMEOUT, ConnectStatus.UNREACHABLE})
+_SILENT_CONNECT = frozenset({ConnectStatus.TIMEOUT, ConnectStatus.UNREACHABLE})
+# Outcomes a dead path produces: nothing came back in time, or the connect found no route.
+_SMTP_TIMEOUTS = frozenset({HostOutcome.CONNECT_TIMEOUT, HostOutcome.UNREACHABLE,
+                            HostOutcome.GREETING_TIMEOUT, HostOutcome.TIMEOUT,
+                            HostOutcome.HANDSHAKE_TIMEOUT})
 
 
 class VantageFailure(RuntimeError):
     """The vantage point, not the servers, is failing: stop and say so."""
 
 
-class VantageWatch:
-    """Holds silent probe results until the port-25 path is shown to work, or to be dead."""
+def is_smtp_timeout(record: HostRecord) -> bool:
+    """True when any step of the probe waited in vain (or the connect found no route)."""
+    p = record.probe
+    return record.outcome in _SMTP_TIMEOUTS or ReplyStatus.TIMEOUT in (
+        p.greeting_status, p.ehlo_status, p.ehlo_tls_status) or \
+        p.starttls_status is StartTlsStatus.TIMEOUT or p.handshake_status is HandshakeStatus.TIMEOUT
 
-    def __init__(self, sample: int = 20, settle_after: float = 60.0) -> None:
+
+def is_dns_timeout(mail: MailHosts) -> bool:
+    """True when the MX lookup, or the address lookup of any MX host, timed out."""
+    return mail.status is DnsStatus.TIMEOUT or any(
+        h.address_status is DnsStatus.TIMEOUT for h in mail.hosts)
+
+
+@dataclass(slots=True, eq=False)
+class _Held:
+    since: float  # when the timeout was reported: answers to later requests confirm it
+    confirmations: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class WaveDetector:
+    """Sliding-window detector of a sudden wave of timeouts for one step (SMTP or DNS).
+
+    The window holds the `window` most recently *started* finished items: a dead path makes
+    every item started after it fail, while the servers' own timeouts (tarpits) sit among
+    healthy items started at the same time, however closely their timeouts bunch together.
+    """
+
+    def __init__(self, what: str, *, window: int = 40, min_wave: int = 20,
+                 settle_after: float = 600.0, confirm: int = 2) -> None:
+        self._what = what
+        self._size = max(window, min_wave)
+        self._window: list[tuple[float, bool, str]] = []  # (started, timed out, key), sorted
+        self._min_wave = min_wave
+        self._settle_after = settle_after
+        self._confirm = confirm
+        self._before_timeouts = 0  # items that left the window: the running baseline
+        self._before_total = 0
+        self._held: list[_Held] = []
+        self._in_flight = 0
+        self.failure: VantageFailure | None = None
+        self.peak_held = 0
+
+    @property
+    def held(self) -> int:
+        """Timeout results currently held back."""
+        return len(self._held)
+
+    def begin(self) -> float:
+        """Note that a lookup or probe starts; returns its start time for `admit`."""
+        self._in_flight += 1
+        return time.monotonic()
+
+    def skip(self) -> None:
+        """A begun item that says nothing about the path (never contacted, or refused)."""
+        self._in_flight = max(0, self._in_flight - 1)
+        self._release_if_idle()
+
+    def baseline(self) -> float:
+        """Share of timeouts among the items older than the window (0 until it has filled)."""
+        if self._before_total < self._size:
+            return 0.0
+        return self._before_timeouts / self._before_total
+
+    async def admit(self, timed_out: bool, started: float, key: str) -> None:
+        """Return when the result may be written; raise VantageFailure on a wave."""
+        self._in_flight = max(0, self._in_flight - 1)
+        if self.failure is not None:
+            raise self.failure
+        self._push(started, timed_out, key)
+        if self._tripped():
+            self._fail()
+            raise self.failure  # type: ignore[misc]
+        if not timed_out:
+            # a request sent after these timed out was answered: the path was alive, they are
+            # real (answers to older requests prove nothing: they may predate the outage)
+            for held in self._held:
+                if started <= held.since:
+                    continue
+                held.confirmations += 1
+                if held.confirmations >= self._confirm:
+                    held.released.set()
+            self._release_if_idle()
+            return
+        held = _Held(time.monotonic())
+        self._held.append(held)
+        self.peak_held = max(self.peak_held, len(self._held))
+        self._release_if_idle()
+        try:
+            await asyncio.wait_for(held.released.wait(), self._settle_after)
+        except TimeoutError:
+            pass  # nothing confirmed or condemned it for this long: not part of a wave
+        finally:
+            self._held.remove(held)
+        if self.failure is not None:
+            raise self.failure
+
+    def _push(self, started: float, timed_out: bool, key: str) -> None:
+        bisect.insort(self._window, (started, timed_out, key))
+        if len(self._window) > self._size:
+            _, old, _ = self._window.pop(0)
+            self._before_total += 1
+            self._before_timeouts += old
+
+    def _tripped(self) -> bool:
+        timeouts = [key for _, t, key in self._window if t]
+        if len(timeouts) < self._min_wave or len(set(timeouts)) < self._min_wave // 2:
+            return False
+        base = self.baseline()
+        # far above the baseline: 80% of the headroom between it and "everything times out"
+        return len(timeouts) / len(self._window) >= base + 0.8 * (1.0 - base)
+
+    def _fail(self) -> None:
+        timeouts = sum(t for _, t, _ in self._window)
+        self.failure = VantageFailure(
+            f"{timeouts} of the last {len(self._window)} {self._what} timed out across "
+            f"unrelated servers (usual share {100 * self.baseline():.0f}%): the network at this "
+            f"vantage point looks broken, not the servers. The {len(self._held) + 1} results "
+            "held back were not recorded; fix the network, then rerun with --resume")
+        for held in self._held:
+            held.released.set()
+
+    def _release_if_idle(self) -> None:
+        """Nothing else in flight could confirm the held results: they are no wave."""
+        if self._in_flight == 0:
+            for held in self._held:
+                held.released.set()
+
+
+class VantageWatch:
+    """Watches SMTP probe and DNS results for signs that the vantage point itself fails."""
+
+    def __init__(self, sample: int = 20, settle_after: float = 60.0, *,
+                 min_wave: int = 20) -> None:
         self._sample = sample
         self._settle_after = settle_after
         self._silent = 0
         self._healthy = False
         self._failure: VantageFailure | None = None
         self._decided = asyncio.Event()
+        # long: in a live scan answers keep confirming held timeouts within moments
+        hold = 10 * settle_after
+        self.smtp = WaveDetector("mail server probes", min_wave=min_wave, settle_after=hold)
+        self.dns = WaveDetector("DNS lookups", min_wave=min_wave, settle_after=hold)
 
     @property
     def healthy(self) -> bool:
         """True once a probe showed that outbound connections work."""
         return self._healthy
 
-    async def admit(self, record: HostRecord) -> None:
+    def begin_probe(self) -> float:
+        """Note that a probe starts; pass the result to `admit` with the record."""
+        return self.smtp.begin()
+
+    def begin_lookup(self) -> float:
+        """Note that a domain's DNS resolution starts; pass the result to `admit_dns`."""
+        return self.dns.begin()
+
+    async def admit_dns(self, mail: MailHosts, started: float) -> None:
+        """Return when the domain's DNS result may be used; raise VantageFailure on a wave."""
+        await self.dns.admit(is_dns_timeout(mail), started, mail.domain)
+
+    async def admit(self, record: HostRecord, started: float | None = None,
+                    provider: str | None = None) -> None:
         """Return when the record may be written; raise VantageFailure when egress is dead."""
+        await self._admit_first(record)
+        if started is None:
+            return
+        timed_out = is_smtp_timeout(record)
+        if not timed_out and record.probe.connect_status is not ConnectStatus.OK:
+            # never contacted, or refused: no SMTP conversation proves the path carries one
+            self.smtp.skip()
+            return
+        await self.smtp.admit(timed_out, started, provider or record.probe.ip)
+
+    async def _admit_first(self, record: HostRecord) -> None:
+        """Until one probe connects: hold silent connects, stop when the first `sample` are."""
         if self._healthy:
             return
         if self._failure is not None:
@@ -46,7 +226,7 @@ class VantageWatch:
         status = record.probe.connect_status
         if status in (ConnectStatus.EXCLUDED, ConnectStatus.PRIVATE_ADDRESS):
             return
-        if status not in _SILENT:
+        if status not in _SILENT_CONNECT:
             self._healthy = True
             self._decided.set()
             return
