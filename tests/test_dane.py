@@ -173,10 +173,16 @@ async def test_lab_tlsa_lookup_reports_the_ad_bit(fake_internet: Any, mx: str,
 # -- the whole scan: every domain_mx edge against the lab's truth -----------------------------
 
 @pytest.fixture(scope="module")
-def mixed_edges(tmp_path_factory: pytest.TempPathFactory, fast_config_factory: Any) -> pa.Table:
+def mixed_outdir(tmp_path_factory: pytest.TempPathFactory, fast_config_factory: Any) -> Path:
     config = fast_config_factory(tmp_path_factory.mktemp("dane") / "out")
     asyncio.run(Scan(config).run())
-    return read_dataset(config.output, "domain_mx")
+    output: Path = config.output
+    return output
+
+
+@pytest.fixture(scope="module")
+def mixed_edges(mixed_outdir: Path) -> pa.Table:
+    return read_dataset(mixed_outdir, "domain_mx")
 
 
 def _keyed(table: pa.Table) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -213,3 +219,26 @@ def test_lab_dane_cases(mixed_edges: pa.Table, fake_internet: Any, domain: str, 
     assert fake_internet.expected(domain)["dane_class"] == dane
     edges = [r for r in mixed_edges.to_pylist() if r["domain"] == domain]
     assert [r["dane_status"] for r in edges] == [status]
+
+
+# -- scanner stats: adoption tables from the same scan ----------------------------------------
+
+def test_stats_adoption_tables_equal_truth(mixed_outdir: Path, fake_internet: Any,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from scanner.cli import main
+    from scanner.stats_policy import policy_stats
+
+    stats = policy_stats(mixed_outdir)
+    assert stats is not None
+    rows = [r for r in fake_internet.truth_domains().to_pylist() if r["status"] != "invalid"]
+    mail = [r for r in rows if r["starttls_class"] in ("all", "some", "none")]
+    assert stats["domains_queried"] == len(rows) and stats["mail_domains"] == len(mail)
+    assert stats["adoption"]["spf_valid"] == sum(r["spf_status"] == "valid" for r in rows)
+    assert stats["adoption"]["tlsrpt_valid"] == sum(r["tlsrpt_status"] == "valid" for r in rows)
+    assert stats["mail_adoption"]["dane_valid"] == sum(r["dane_class"] == "valid" for r in mail)
+    assert stats["mail_adoption"]["mta_sts_enforce"] == sum(
+        r["mta_sts_mode"] == "enforce" for r in mail)
+    assert stats["mail_adoption"]["strict_capable"] == sum(r["strict_capable"] for r in mail)
+    assert main(["stats", str(mixed_outdir)]) == 0
+    out = capsys.readouterr().out
+    assert "mail_policy_adoption" in out and "strict_capable" in out and "dane_class" in out
