@@ -15,6 +15,7 @@ import pytest
 from scanner.cli import capped_concurrency, main, read_exclusions
 from scanner.lab.profiles import generate
 from scanner.stats import survey_stats
+from scanner.stats_policy import policy_stats
 
 FAST = ["--timeout-dns", "0.5", "--timeout-connect", "1", "--timeout-greeting", "1.5",
         "--timeout-command", "1.5", "--timeout-starttls", "1.5", "--timeout-handshake", "1.5",
@@ -39,7 +40,8 @@ def cli_scan(fake_internet: Any, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def test_scan_command_writes_dataset_and_stats_agree(cli_scan: Path) -> None:
     proc = _run("stats", str(cli_scan), "--format", "json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == json.loads(json.dumps(survey_stats(cli_scan)))
+    expected = {**survey_stats(cli_scan), "policies": policy_stats(cli_scan)}
+    assert json.loads(proc.stdout) == json.loads(json.dumps(expected))
 
 
 @pytest.mark.parametrize("fmt", ["table", "markdown", "csv"])
