@@ -23,6 +23,14 @@ from scanner.records import (
     SmtpProbe,
     TlsFacts,
 )
+from scanner.policy_status import (
+    DaneClass,
+    DaneStatus,
+    RecordStatus,
+    StsFetchStatus,
+    StsMode,
+    TlsaStatus,
+)
 from scanner.sink.rows import (
     FIELD_COLUMNS,
     RECORD_TYPES,
@@ -149,12 +157,20 @@ def _full_records() -> dict[str, Any]:
         status="ok", reason="none", mx_source=MxSource.MX, mx_hostnames=("mx1.a.test",),
         n_mx_hosts=1, n_addresses=2, n_pairs=3, n_reachable=4, n_starttls=5, n_tls=6, n_strict=7,
         starttls_class=StartTlsClass.SOME, strict_class=StartTlsClass.NONE, dns_ms=12,
-        finished_at=T0)
+        finished_at=T0, spf_status=RecordStatus.VALID, spf_all="-all",
+        dmarc_status=RecordStatus.MULTIPLE, dmarc_policy="reject",
+        tlsrpt_status=RecordStatus.INVALID, mta_sts_txt_status=RecordStatus.DNS_ERROR,
+        mta_sts_id="id1", mta_sts_fetch_status=StsFetchStatus.TLS_ERROR,
+        mta_sts_mode=StsMode.TESTING, mta_sts_max_age=86400, mta_sts_mx_patterns=("*.a.test",),
+        mta_sts_mx_all_match=False, mta_sts_delivery_ok=True, dane_class=DaneClass.PARTIAL,
+        n_dane_valid=3, strict_capable=True)
     edge = DomainMxRecord(
         domain="a.test", mx_hostname="mx1.a.test", preference=10, ip="192.0.2.7", port=25,
         mx_source=MxSource.MX, outcome=HostOutcome.TLS_OK, smtp_ok=True, starttls_offered=True,
         tls_ok=False, chain_valid=True, name_match=False, strict_ok=False,
-        address_status=DnsStatus.TIMEOUT)
+        address_status=DnsStatus.TIMEOUT, tlsa_status=TlsaStatus.SECURE,
+        tlsa_records=("3 1 1 ab",), dane_status=DaneStatus.MISMATCH, mta_sts_mx_match=True,
+        mta_sts_ok=False)
     cert = CertificateRecord(
         sha256="cc" * 32, der=b"\x30\x82der", parse_ok=True, subject="CN=mx1.a.test",
         issuer="CN=Lab CA", common_name="mx1.a.test", san_dns=("mx1.a.test",),
