@@ -14,6 +14,14 @@ import pyarrow as pa
 import pytest
 
 import scanner.records as records
+from scanner.policy_status import (
+    DaneClass,
+    DaneStatus,
+    RecordStatus,
+    StsFetchStatus,
+    StsMode,
+    TlsaStatus,
+)
 from scanner.records import (
     CertificateRecord,
     ChainVerdict,
@@ -22,14 +30,6 @@ from scanner.records import (
     HostRecord,
     SmtpProbe,
     TlsFacts,
-)
-from scanner.policy_status import (
-    DaneClass,
-    DaneStatus,
-    RecordStatus,
-    StsFetchStatus,
-    StsMode,
-    TlsaStatus,
 )
 from scanner.sink.rows import (
     FIELD_COLUMNS,
