@@ -181,9 +181,10 @@ def _profile_scan(profile: str, domains: int, tmp: Path) -> tuple[Path, LabProce
     config = ScanConfig(
         output=tmp / "out", inputs=(lab.directory / "domains.txt",), resolvers=(lab.resolver,),
         port=lab.smtp_port,
-        timeouts=Timeouts(dns_query=0.5, dns_tries=2, connect=1.0, greeting=1.0, command=1.0,
-                          starttls=1.0, handshake=1.0, per_address=3.0),
-        limits=Limits(max_in_flight=400, dns_in_flight=200, batch_rows=2000),
+        # margins for a loaded 2-core CI machine: only tarpits wait the full greeting timeout
+        timeouts=Timeouts(dns_query=1.0, dns_tries=2, connect=2.0, greeting=2.5, command=2.5,
+                          starttls=2.5, handshake=2.5, per_address=8.0),
+        limits=Limits(max_in_flight=256, dns_in_flight=200, batch_rows=2000),
         trust=TrustStore(extra_anchors=(lab.ca_pem,)), lab_mode=True)
     try:
         scan_lab(config)
@@ -194,23 +195,24 @@ def _profile_scan(profile: str, domains: int, tmp: Path) -> tuple[Path, LabProce
 
 
 def test_norway_2010_shares(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out, lab = _profile_scan("norway-2010", 2000, tmp_path)
+    out, lab = _profile_scan("norway-2010", 1000, tmp_path)
     try:
         truth = Counter(lab.truth_domains().column("starttls_class").to_pylist())
     finally:
         lab.stop()
     d = survey_stats(out)["domains"]
     assert {c: d["starttls"].get(c, 0) for c in truth} == dict(truth)
-    share = d["starttls_share_of_mail_domains"]
     mail = d["mail_domains"]
-    for cls, published in (("none", 67), ("some", 17), ("all", 16)):
-        assert abs(share[cls] - published) <= 100 / mail + 0.5, (cls, share[cls])
+    assert mail == sum(truth[c] for c in MAIL_CLASSES)
+    tolerance = 100 / mail + 0.05  # the profile rounds each class to whole domains
     assert main(["stats", str(out)]) == 0
-    text = capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[lines.index("mail_domains.starttls_class"):]
     for cls, published in (("none", 67), ("some", 17), ("all", 16)):
-        line = next(ln for ln in text.splitlines()[text.splitlines().index("mail_domains."
-                    "starttls_class"):] if ln.split() and ln.split()[0] == cls)
-        assert f"{published}.0%" in line, line
+        assert abs(d["starttls_share_of_mail_domains"][cls] - published) <= tolerance
+        printed = next(ln.split() for ln in table if ln.split() and ln.split()[0] == cls)
+        assert printed[1:4] == [str(d["starttls"][cls]), "/", str(mail)]
+        assert abs(float(printed[4].rstrip("%")) - published) <= tolerance, printed
 
 
 def test_facebook_2014_host_shares(tmp_path: Path) -> None:
