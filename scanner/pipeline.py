@@ -165,6 +165,7 @@ class Scan:
                 self._finish_domain(writer, rollup_excluded(item), ())
                 return
             started = self.vantage.begin_lookup()
+            policy_started = self.vantage.begin_policies()
             policies = self._policies
             assert policies is not None and self._tg is not None
             # TXT lookups and the MTA-STS fetch run alongside the MX lookup and the probes
@@ -174,7 +175,10 @@ class Scan:
             summaries, tlsa = await asyncio.gather(
                 self._probe_all(mail, analyser, writer, probe_sem), policies.tlsa_for(mail))
             record, edges = rollup_domain(item, mail, self.config.port, summaries)
-            record, edges = policies.finish(record, edges, await facts, tlsa)
+            domain_facts = await facts
+            # the policy lookups share the resolver: held too while an outage is suspected
+            await self.vantage.admit_policies(item.domain, domain_facts, tlsa, policy_started)
+            record, edges = policies.finish(record, edges, domain_facts, tlsa)
             self._finish_domain(writer, record, edges)
         finally:
             domain_sem.release()

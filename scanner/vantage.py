@@ -18,8 +18,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from scanner.dane import TlsaLookup
+from scanner.policy_rollup import DomainPolicyFacts
+from scanner.policy_status import RecordStatus, StsFetchStatus, TlsaStatus
 from scanner.records import HostRecord, MailHosts
 from scanner.status import (
     ConnectStatus,
@@ -37,6 +41,10 @@ _SMTP_TIMEOUTS = frozenset({HostOutcome.CONNECT_TIMEOUT, HostOutcome.UNREACHABLE
                             HostOutcome.HANDSHAKE_TIMEOUT})
 
 
+_STS_SILENT = frozenset({StsFetchStatus.TIMEOUT, StsFetchStatus.CONNECT_ERROR,
+                         StsFetchStatus.DNS_ERROR})
+
+
 class VantageFailure(RuntimeError):
     """The vantage point, not the servers, is failing: stop and say so."""
 
@@ -47,6 +55,15 @@ def is_smtp_timeout(record: HostRecord) -> bool:
     return record.outcome in _SMTP_TIMEOUTS or ReplyStatus.TIMEOUT in (
         p.greeting_status, p.ehlo_status, p.ehlo_tls_status) or \
         p.starttls_status is StartTlsStatus.TIMEOUT or p.handshake_status is HandshakeStatus.TIMEOUT
+
+
+def policy_lookups_failed(facts: DomainPolicyFacts, tlsa: Mapping[str, TlsaLookup]) -> bool:
+    """True when a TXT or TLSA lookup, or the MTA-STS fetch, could not get an answer."""
+    m = facts.mail
+    return RecordStatus.DNS_ERROR in (m.spf_status, m.dmarc_status, m.tlsrpt_status,
+                                      m.mta_sts_txt_status) \
+        or facts.sts.fetch_status in _STS_SILENT \
+        or any(t.status is TlsaStatus.DNS_ERROR for t in tlsa.values())
 
 
 def is_dns_timeout(mail: MailHosts) -> bool:
@@ -186,6 +203,8 @@ class VantageWatch:
         hold = 10 * settle_after
         self.smtp = WaveDetector("mail server probes", min_wave=min_wave, settle_after=hold)
         self.dns = WaveDetector("DNS lookups", min_wave=min_wave, settle_after=hold)
+        self.policies = WaveDetector("domains' policy lookups (TXT, TLSA, MTA-STS)",
+                                     min_wave=min_wave, settle_after=hold)
 
     @property
     def healthy(self) -> bool:
@@ -199,6 +218,15 @@ class VantageWatch:
     def begin_lookup(self) -> float:
         """Note that a domain's DNS resolution starts; pass the result to `admit_dns`."""
         return self.dns.begin()
+
+    def begin_policies(self) -> float:
+        """Note that a domain's policy lookups start; pass the result to `admit_policies`."""
+        return self.policies.begin()
+
+    async def admit_policies(self, domain: str, facts: DomainPolicyFacts,
+                             tlsa: Mapping[str, TlsaLookup], started: float) -> None:
+        """Return when the domain's policy facts may be written; raise on a wave of failures."""
+        await self.policies.admit(policy_lookups_failed(facts, tlsa), started, domain)
 
     async def admit_dns(self, mail: MailHosts, started: float) -> None:
         """Return when the domain's DNS result may be used; raise VantageFailure on a wave."""

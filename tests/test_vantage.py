@@ -1,0 +1,237 @@
+"""The vantage point failing mid-scan: a wave of timeouts stops the scan, nothing false is kept."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from test_pipeline import differences
+
+from scanner.config import Limits, ScanConfig, Timeouts, TrustStore
+from scanner.lab.serve import LabProcess
+from scanner.pipeline import Scan
+from scanner.records import DomainRecord, HostRecord
+from scanner.sink.dataset import read_dataset, read_manifest
+from scanner.sink.schema import TRUTH_DOMAIN_COLUMNS, TRUTH_HOST_COLUMNS
+from scanner.vantage import VantageFailure, WaveDetector
+
+FAST = ["--timeout-dns", "0.4", "--timeout-connect", "1", "--timeout-greeting", "1",
+        "--timeout-command", "2", "--timeout-starttls", "2", "--timeout-handshake", "2",
+        "--deadline", "4", "--no-progress", "--batch-rows", "40", "--concurrency", "64"]
+
+
+# --- the detector alone -------------------------------------------------------------------
+
+async def _feed(det: WaveDetector, items: list[tuple[bool, str]]) -> list[BaseException | None]:
+    """Admit items in order (each begun first, all concurrently); each item's outcome."""
+    starts = [det.begin() for _ in items]
+
+    async def one(i: int) -> BaseException | None:
+        await asyncio.sleep(0.001 * i)  # keep the admission order
+        try:
+            await det.admit(items[i][0], starts[i], items[i][1])
+        except VantageFailure as exc:
+            return exc
+        return None
+
+    return await asyncio.gather(*(one(i) for i in range(len(items))))
+
+
+async def test_bunched_tarpit_timeouts_among_healthy_peers_do_not_trip() -> None:
+    det = WaveDetector("probes", min_wave=20, settle_after=5)
+    # started together, the healthy ones answer at once, the 30 tarpits time out together last
+    items = [(False, f"ok{i}") for i in range(300)] + [(True, f"tarpit{i}") for i in range(30)]
+    start_order = items[:]
+    random.Random(5).shuffle(start_order)
+    starts = {key: det.begin() for _, key in start_order}
+    results = []
+    for timed_out, key in items:  # completion order: healthy first, tarpits bunched at the end
+        results.append(asyncio.create_task(det.admit(timed_out, starts[key], key)))
+        await asyncio.sleep(0)
+    outcomes = await asyncio.wait_for(asyncio.gather(*results, return_exceptions=True), 2)
+    assert all(o is None for o in outcomes)  # released (idle), never a failure
+    assert det.failure is None
+
+
+async def test_wave_after_healthy_start_trips_and_holds_every_timeout() -> None:
+    det = WaveDetector("probes", min_wave=20, settle_after=30)
+    outcomes = await asyncio.wait_for(_feed(det, [(False, f"ok{i}") for i in range(100)]
+                                            + [(True, f"dead{i}") for i in range(40)]), 5)
+    assert all(o is None for o in outcomes[:100])
+    # every timeout was held, and all of them end in the failure: none may be written
+    assert all(isinstance(o, VantageFailure) for o in outcomes[100:])
+    assert det.failure is not None and "vantage point" in str(det.failure)
+
+
+async def test_timeouts_are_released_only_by_answers_to_later_requests() -> None:
+    det = WaveDetector("probes", min_wave=20, settle_after=30)
+    det.begin()  # "busy" stays in flight, so only answers can release the held timeouts
+    early = [det.begin() for _ in range(4)]
+    answered = [asyncio.create_task(det.admit(False, s, f"a{i}")) for i, s in enumerate(early[:2])]
+    held = [asyncio.create_task(det.admit(True, s, f"t{i}")) for i, s in enumerate(early[2:])]
+    await asyncio.gather(*answered)
+    await asyncio.sleep(0.01)
+    # answers to requests sent before the timeouts prove nothing (they may predate an outage)
+    for i in range(2):
+        await det.admit(False, early[0] - 1, f"old{i}")
+    assert det.held == 2 and not any(t.done() for t in held)
+    for i in range(2):
+        await det.admit(False, det.begin(), f"later{i}")
+    await asyncio.wait_for(asyncio.gather(*held), 2)
+    assert det.failure is None and det.held == 0 and det.peak_held == 2
+
+
+async def test_high_baseline_raises_the_threshold() -> None:
+    det = WaveDetector("probes", window=40, min_wave=20, settle_after=0.05)
+    # a list where half the servers are tarpits all along: 90% timeouts is no sudden wave
+    pattern = [(i % 2 == 0, f"h{i}") for i in range(200)]
+    pattern += [(i % 7 != 0, f"w{i}") for i in range(40)]  # 86%
+    outcomes = await asyncio.wait_for(_feed(det, pattern), 10)
+    assert det.baseline() > 0.4
+    assert not any(isinstance(o, VantageFailure) for o in outcomes)
+
+
+# --- the lab's DNS or SMTP side dying mid-scan ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def slow_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProcess]:
+    """Hostile profile, every server with 20-150 ms latency: a scan lasts several seconds."""
+    lab = LabProcess.start("hostile", 600, 11, tmp_path_factory.mktemp("vlab"),
+                           latency_ms=(20, 150), greet_pause_s=0.2, timeout=60)
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+def _cmd(lab: LabProcess, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "scanner", "scan", str(lab.directory / "domains.txt"), "-o",
+            str(out), "--lab", str(lab.directory), *FAST, *extra]
+
+
+def _commits(out: Path) -> int:
+    try:
+        return (out / "_commits.jsonl").read_text().count("}\n")
+    except FileNotFoundError:
+        return 0
+
+
+def _keyed_domains(out: Path) -> pa.Table:
+    scan = read_dataset(out, "domains")
+    keys = [d if d is not None else raw for d, raw in zip(
+        scan.column("domain").to_pylist(), scan.column("input").to_pylist(), strict=True)]
+    return scan.set_column(scan.schema.get_field_index("domain"), "domain", pa.array(keys))
+
+
+def _written_rows_are_true(lab: LabProcess, out: Path) -> tuple[int, int]:
+    """Every row written so far equals the truth (no false timeouts); the row counts."""
+    domains, hosts = _keyed_domains(out), read_dataset(out, "hosts")
+    diff = [d for d in differences(domains, lab.truth_domains(), "domain",
+                                   TRUTH_DOMAIN_COLUMNS) if "missing from scan" not in d]
+    diff += [d for d in differences(hosts, lab.truth_hosts(), "ip", TRUTH_HOST_COLUMNS)
+             if "missing from scan" not in d]
+    assert not diff, "false rows written during the outage:\n" + "\n".join(diff[:30])
+    return domains.num_rows, hosts.num_rows
+
+
+def _all_rows_are_true(lab: LabProcess, out: Path) -> None:
+    diff = differences(_keyed_domains(out), lab.truth_domains(), "domain", TRUTH_DOMAIN_COLUMNS)
+    diff += differences(read_dataset(out, "hosts"), lab.truth_hosts(), "ip", TRUTH_HOST_COLUMNS)
+    assert not diff, "\n".join(diff[:30])
+
+
+def test_smtp_side_dying_mid_scan_stops_without_false_rows_and_resumes(
+        slow_lab: LabProcess, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_cmd(slow_lab, out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while _commits(out) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, "the scan ended before the outage"
+        slow_lab.control("pause_smtp")  # every server a tarpit, as if port 25 died
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        slow_lab.control("resume_smtp")
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3, stderr
+    assert "mail server probes timed out" in stderr and "vantage point" in stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert stderr.strip().count("\n") == 0
+    assert read_manifest(out)["state"] == "interrupted"
+    n_domains, _ = _written_rows_are_true(slow_lab, out)
+    assert 0 < n_domains < slow_lab.truth_domains().num_rows
+    final = subprocess.run(_cmd(slow_lab, out, "--resume"), capture_output=True, text=True,
+                           timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert read_manifest(out)["state"] == "finished"
+    _all_rows_are_true(slow_lab, out)
+
+
+class _PauseAfter:
+    """Progress that sends a lab control command once `n` domains are done."""
+
+    def __init__(self, lab: LabProcess, n: int, cmd: str) -> None:
+        self.lab, self.n, self.cmd, self.done = lab, n, cmd, 0
+
+    def on_domain_done(self, record: DomainRecord) -> None:
+        self.done += 1
+        if self.done == self.n:
+            self.lab.control(self.cmd)  # blocks the loop for a moment: fine in a test
+
+    def on_probe_done(self, record: HostRecord) -> None:
+        pass
+
+
+def _lab_config(lab: LabProcess, out: Path, resume: bool = False) -> ScanConfig:
+    # few domains in flight, so DNS lookups go on all through the scan, as in a long survey
+    return ScanConfig(
+        output=out, inputs=(lab.directory / "domains.txt",), resolvers=(lab.resolver,),
+        port=lab.smtp_port,
+        timeouts=Timeouts(dns_query=0.4, dns_tries=2, connect=1.0, greeting=1.0, command=2.0,
+                          starttls=2.0, handshake=2.0, per_address=4.0),
+        limits=Limits(max_in_flight=64, batch_rows=40, domains_in_flight=40),
+        trust=TrustStore(extra_anchors=(lab.ca_pem,)), lab_mode=True, resume=resume,
+        mta_sts_port=lab.info.get("mta_sts_port", 443))
+
+
+def test_resolver_dying_mid_scan_stops_without_false_rows_and_resumes(
+        slow_lab: LabProcess, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    try:
+        with pytest.raises(BaseExceptionGroup) as caught:
+            asyncio.run(Scan(_lab_config(slow_lab, out), _PauseAfter(slow_lab, 100,
+                                                                      "pause_dns")).run())
+    finally:
+        slow_lab.control("resume_dns")
+    failure, _ = caught.value.split(VantageFailure)
+    assert failure is not None, caught.value
+    message = str(failure.exceptions[0])  # the MX or the policy lookups: whichever trips first
+    assert "lookups" in message and "timed out across unrelated servers" in message
+    assert read_manifest(out)["state"] == "interrupted"
+    n_domains, _ = _written_rows_are_true(slow_lab, out)
+    assert 100 <= n_domains < slow_lab.truth_domains().num_rows
+    asyncio.run(Scan(_lab_config(slow_lab, out, resume=True)).run())
+    assert read_manifest(out)["state"] == "finished"
+    _all_rows_are_true(slow_lab, out)
+
+
+def test_uninterrupted_hostile_scan_with_latency_does_not_trip(
+        slow_lab: LabProcess, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(_cmd(slow_lab, out, "--concurrency", "200"), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    diff = differences(read_dataset(out, "hosts"), slow_lab.truth_hosts(), "ip",
+                       TRUTH_HOST_COLUMNS)
+    assert not diff, "\n".join(diff[:30])
