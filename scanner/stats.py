@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from scanner.sink.dataset import read_dataset, read_manifest
 from scanner.stats_dist import CERT_PROBLEMS, distributions, scan_start
 from scanner.stats_groups import GROUPINGS, failing_domains, grouped_stats
+from scanner.stats_policy import policy_stats
 
 __all__ = ["CERT_PROBLEMS", "DOMAIN_CLASSES", "GROUPINGS", "MAIL_CLASSES", "DomainTable",
            "HostTable", "Share", "distributions", "domain_table", "failing_domains",
@@ -133,6 +134,7 @@ def survey_stats(outdir: Path) -> dict[str, Any]:
     return {
         "scan": scan_info(outdir),
         "distributions": distributions(outdir),
+        "policies": policy_stats(outdir),
         "domains": {
             **asdict(d),
             "starttls_share_of_mail_domains": {

@@ -17,7 +17,7 @@ from scanner.stats import (
     grouped_stats,
     survey_stats,
 )
-from scanner.stats_policy import policy_rows, policy_stats
+from scanner.stats_policy import policy_rows
 
 #: distribution sections shown after the host table: (key in stats["distributions"], denominator)
 _DIST_SECTIONS = (("ciphers", "tls_hosts"), ("dh_sizes", "tls_hosts"),
@@ -175,5 +175,5 @@ def run_stats_command(args: argparse.Namespace) -> int:
             print(render_rows(rows, args.format, columns), end="" if args.format == "csv"
                   else "\n")
     else:
-        print(render({**survey_stats(outdir), "policies": policy_stats(outdir)}, args.format))
+        print(render(survey_stats(outdir), args.format))
     return 0
