@@ -123,6 +123,26 @@ def tls_section(s: dict[str, Any]) -> str:
         + table("banners", "greeting", answered, False) + "</section></div>")
 
 
+def policy_section(s: dict[str, Any]) -> str:
+    """SPF, DMARC, TLS-RPT, MTA-STS and DANE adoption (absent from scans without those columns)."""
+    p = s.get("policies")
+    if not p:
+        return ""
+
+    def table(key: str, of: int, title: str) -> str:
+        return count_table([(k, n, of, f"policies/{key}/{k}") for k, n in p[key].items()],
+                           key_title=title)
+    return ("<h2>Policies beyond STARTTLS</h2><p class=\"note\">TXT records over the "
+            f'<span data-stat="policies/domains_queried">{esc(p["domains_queried"])}</span> '
+            "domains looked up; MTA-STS, DANE and strict-capable over the "
+            f'<span data-stat="policies/mail_domains">{esc(p["mail_domains"])}</span> mail '
+            'domains.</p><div class="grid"><section>'
+            + table("adoption", p["domains_queried"], "all domains")
+            + "</section><section>" + table("mail_adoption", p["mail_domains"], "mail domains")
+            + "</section><section><h3>DANE</h3>"
+            + table("dane_class", p["mail_domains"], "class") + "</section></div>")
+
+
 def provider_section(groups: list[dict[str, Any]], title: str, key_title: str) -> str:
     """Per-group table: domains served, class shares, hosts' TLS."""
     rows = [[f'<td class="k">{esc(g["group"])}</td>', num_cell(g["domains"]),
@@ -185,6 +205,7 @@ def build_report(outdirs: Sequence[Path]) -> str:
             f"{len(scans)} scan(s) in this report. Generated "
             f"{esc(datetime.now(UTC).isoformat(timespec='seconds'))}.</p>",
             domain_section(latest), host_section(latest), tls_section(latest),
+            policy_section(latest),
             "<h2>Mail providers</h2><p class=\"note\">A domain counts for the provider of its "
             "primary MX host (registrable domain, Public Suffix List); biggest first.</p>",
             chart(charts.providers_chart([g for g in providers if g["mail_domains"]]),

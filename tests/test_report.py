@@ -145,7 +145,8 @@ def test_report_in_chromium_matches_stats_and_runs_no_server_script(
                  "domains/strict/all", "hosts/answered", "hosts/tls_ok", "hosts/strict_valid",
                  "hosts/forward_secrecy", "hosts/outcomes/greeting_timeout",
                  "distributions/certificate_problems/expired", "distributions/software/unknown",
-                 "distributions/tls_versions/TLSv1.2"):
+                 "distributions/tls_versions/TLSv1.2", "policies/adoption/spf_valid",
+                 "policies/mail_adoption/dane_valid"):
         assert path in page.stats, path
     for path, shown in page.stats.items():
         want = _lookup(stats, path)
