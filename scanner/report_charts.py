@@ -80,8 +80,8 @@ def providers_chart(groups: Sequence[dict[str, object]], top: int = 10) -> str:
             left = [a + b for a, b in zip(left, values, strict=True)]
         ax.invert_yaxis()
         ax.set_xlabel("mail domains served (primary MX)")
-        ax.legend(ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / len(shown)),
-                  frameon=False)
+        below = -0.12 - 0.6 / max(1, len(shown))
+        ax.legend(ncols=3, loc="upper center", bbox_to_anchor=(0.5, below), frameon=False)
         return _uri(fig)
 
 

@@ -194,6 +194,14 @@ def test_several_scans_give_trends_in_time_order(scan: Path) -> None:
     assert [int(c) for c in cells[:2]] == [0, lost] and lost > 0
 
 
+def test_report_of_an_empty_scan(scan: Path) -> None:
+    def nothing(rows: Rows) -> Rows:
+        return []
+    empty = _copy(scan, scan.parent / "empty", dict.fromkeys(DATASETS, nothing))
+    page = parse(build_report([empty]))
+    assert page.stats["domains/input_lines"] == "0" and page.stats["hosts/tls_ok"] == "0"
+
+
 def test_report_command_errors(tmp_path: Path) -> None:
     proc = _run("report", str(tmp_path / "missing"), "-o", str(tmp_path / "r.html"))
     assert proc.returncode == 2 and "no scan results" in proc.stderr
