@@ -13,11 +13,11 @@ never disagree. Denominators are stated with every share:
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from scanner.sink.dataset import read_dataset, read_manifest
@@ -77,8 +77,8 @@ def domain_table(outdir: Path) -> DomainTable:
     """The Norway table: starttls_class and strict_class counts with their denominators."""
     t = read_dataset(outdir, "domains", columns=["starttls_class", "strict_class"])
     table = DomainTable(input_lines=t.num_rows)
-    table.starttls = _counts(t.column("starttls_class").to_pylist())
-    table.strict = _counts(t.column("strict_class").to_pylist())
+    table.starttls = _column_counts(t.column("starttls_class"))
+    table.strict = _column_counts(t.column("strict_class"))
     table.mail_domains = sum(table.starttls.get(c, 0) for c in MAIL_CLASSES)
     return table
 
@@ -152,8 +152,13 @@ def survey_stats(outdir: Path) -> dict[str, Any]:
     }
 
 
-def _counts(values: list[Any]) -> dict[str, int]:
-    return dict(Counter(v for v in values if v is not None).most_common())
+def _column_counts(column: pa.ChunkedArray) -> dict[str, int]:
+    """Value counts of a (dictionary-encoded) string column, biggest first, nulls left out."""
+    # vectorised: a national scan has hundreds of thousands of domains
+    counts = pc.value_counts(column.cast(pa.string())).to_pylist()
+    pairs = sorted(((c["values"], c["counts"]) for c in counts if c["values"] is not None),
+                   key=lambda kv: -kv[1])
+    return dict(pairs)
 
 
 def _bump(counter: dict[str, int], key: str | None) -> None:
