@@ -25,8 +25,9 @@ def _scan_namespace(args: argparse.Namespace, input_path: Path, output: Path
     parser = argparse.ArgumentParser()
     _add_scan_arguments(parser)
     ns = parser.parse_args([str(input_path), "-o", str(output)])
-    for name in ("resolver", "port", "trust_anchor", "ehlo_name", "lab"):
+    for name in ("resolver", "port", "trust_anchor", "ehlo_name", "lab", "deep"):
         setattr(ns, name, getattr(args, name))
+    ns.deep_spacing = 0.2  # one domain: a short pause is polite enough
     return ns
 
 
@@ -96,6 +97,13 @@ def render_check(facts: dict[str, Any]) -> str:
         if e["mx_hostname"] not in seen and e["tlsa_records"]:
             seen.add(e["mx_hostname"])
             lines += [f"  TLSA _25._tcp.{e['mx_hostname']}: {r}" for r in e["tlsa_records"]]
+    for h in facts["hosts"]:
+        if h.get("deep_checked"):
+            lines.append(
+                f"  deep {h['ip']}: accepts {', '.join(h['tls_versions_accepted']) or '-'}; "
+                f"refuses {', '.join(h['tls_versions_refused']) or '-'}; DHE-only "
+                + (f"accepted ({h['dhe_bits']}-bit, {h['dhe_group']})" if h["dhe_accepted"]
+                   else "refused" if h["dhe_accepted"] is False else "untested"))
     for h in facts["hosts"]:
         if h.get("banner"):
             lines.append(f"  banner {h['ip']}: {h['banner'].splitlines()[0]}")

@@ -69,6 +69,11 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
                    help="scan a running lab: resolver, port and CA from LABDIR/lab.json; "
                         "loopback addresses are probed")
     p.add_argument("--batch-rows", type=int, default=lim.batch_rows, help=argparse.SUPPRESS)
+    p.add_argument("--deep", action="store_true",
+                   help="per TLS host also test TLS 1.0-1.3 and DHE-only offers (extra "
+                        "conversations, one at a time per address)")
+    p.add_argument("--deep-spacing", type=float, default=1.0, metavar="S",
+                   help="pause before each extra --deep conversation with an address (default 1)")
 
 
 def read_exclusions(path: Path) -> Exclusions:
@@ -141,7 +146,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
                       batch_rows=args.batch_rows),
         identity=Identity(ehlo_name=args.ehlo_name), exclusions=exclusions,
         trust=TrustStore(extra_anchors=tuple(anchors)), lab_mode=lab_mode,
-        resume=args.resume, limit=args.limit, mta_sts_port=mta_sts_port)
+        resume=args.resume, limit=args.limit, mta_sts_port=mta_sts_port, deep=args.deep,
+        deep_spacing_s=args.deep_spacing)
     return config, notices
 
 
@@ -229,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--ehlo-name", default=Identity().ehlo_name)
     check.add_argument("--lab", type=Path, metavar="LABDIR", help="check a domain of a running lab")
     check.add_argument("--json", action="store_true", help="the rows as JSON instead of text")
+    check.add_argument("--deep", action="store_true", help="also test TLS versions and DHE")
     check.set_defaults(func=_cmd_check)
     from scanner.lab.cli import add_lab_commands
 

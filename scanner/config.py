@@ -118,6 +118,8 @@ class ScanConfig:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     vantage: str = ""
     mta_sts_port: int = 443  # HTTPS port of MTA-STS policy hosts (the lab serves another)
+    deep: bool = False  # --deep: versions and DHE accepted, extra conversations per TLS host
+    deep_spacing_s: float = 1.0  # pause before each extra conversation with one address
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:

@@ -19,6 +19,7 @@ from typing import Protocol
 from publicsuffixlist import PublicSuffixList
 
 from scanner.config import ScanConfig
+from scanner.deep import DeepProber, with_deep
 from scanner.dns import MailResolver
 from scanner.inputs import InputStats, read_domains
 from scanner.policy_checks import PolicyChecker
@@ -88,6 +89,7 @@ class Scan:
         self.vantage = VantageWatch(settle_after=config.timeouts.per_address)
         self._tg: asyncio.TaskGroup | None = None
         self._policies: PolicyChecker | None = None
+        self._deep = DeepProber(config) if config.deep else None
 
     def _provider_of(self, mx_hostname: str) -> str:
         """The MX host's registrable domain: the unit of the per-provider connection cap."""
@@ -234,6 +236,9 @@ class Scan:
                 started = self.vantage.begin_probe()
                 record, certs = await analyser.analyse(
                     target, self._names_in_flight.get(target.ip, ()))
+                if self._deep is not None and self._deep.wanted(record.probe):
+                    # in the same slot: the address never sees two conversations at once
+                    record = with_deep(record, await self._deep.examine(target, record.probe))
             # held while the port-25 path is suspected dead: a false timeout is never written
             await self.vantage.admit(record, started, provider)
             for cert in certs:

@@ -170,6 +170,14 @@ class HostRecord:
     chain_sha256: tuple[str, ...]
     chain: ChainVerdict | None  # None when no certificate was received
     leaf_names: tuple[str, ...] = ()  # DNS SANs (or CN when no SAN) used for name matching
+    # --deep (None / empty unless deep_checked): what the host accepts beyond our default offer
+    deep_checked: bool = False
+    tls_versions_accepted: tuple[str, ...] = ()
+    tls_versions_refused: tuple[str, ...] = ()
+    dhe_accepted: bool | None = None  # with only DHE cipher suites offered (TLS <= 1.2)
+    dhe_bits: int | None = None
+    dhe_group: str | None = None  # a widely shared group's name, or "custom"
+    dhe_prime_id: str | None = None  # short fingerprint of the DH prime
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from scanner.lab.behaviours import ANSWERS_SMTP, NEGOTIATES_TLS, STRICT_VALID
+from scanner.lab.behaviours import (
+    ANSWERS_SMTP,
+    EXPECTED,
+    NEGOTIATES_TLS,
+    STRICT_VALID,
+    Behaviour,
+)
 from scanner.lab.model import LabHost
 from scanner.lab.policies import (
     DMARC_TEXTS,
@@ -137,3 +143,21 @@ def edge_rows(pop: Population, leaf_names: LeafNames) -> Iterable[tuple[Any, ...
                 ok = bool(match and ip is not None and pop.host(ip).behaviour in ANSWERS_SMTP
                           and _strict(pop, name, ip))
             yield d.name, name, ip, tlsa, dane, match, ok
+
+
+_ALL_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+#: Versions each TLS profile of the lab PKI accepts (the default server context: 1.2 and 1.3).
+_VERSIONS = {Behaviour.TLS10_11_ONLY: ("TLSv1", "TLSv1.1"), Behaviour.TLS13_ONLY: ("TLSv1.3",),
+             Behaviour.DHE1024: ("TLSv1.2",), Behaviour.NO_FS: ("TLSv1.2",)}
+
+
+def deep_values(behaviour: Behaviour) -> tuple[Any, ...]:
+    """(tls_versions_accepted, tls_versions_refused, dhe_accepted, dhe_bits, dhe_group) that a
+    `--deep` scan must find: only hosts whose default handshake completes are examined."""
+    if EXPECTED[behaviour].handshake_status.value != "ok":
+        return (), (), None, None, None
+    accepted = _VERSIONS.get(behaviour, ("TLSv1.2", "TLSv1.3"))
+    refused = tuple(v for v in _ALL_VERSIONS if v not in accepted)
+    if behaviour is Behaviour.DHE1024:  # the lab's own `openssl dhparam 1024` prime
+        return accepted, refused, True, 1024, "custom"
+    return accepted, refused, False, None, None  # EC or RSA-kx-only servers: no DHE suite

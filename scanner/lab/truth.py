@@ -19,12 +19,13 @@ import pyarrow.parquet as pq
 
 from scanner.lab.behaviours import ANSWERS_SMTP, EXPECTED, NEGOTIATES_TLS, STRICT_VALID, Behaviour
 from scanner.lab.model import LabHost
-from scanner.lab.policy_truth import domain_values, edge_rows
+from scanner.lab.policy_truth import deep_values, domain_values, edge_rows
 from scanner.lab.population import DnsCase, LabDomain, Population
 from scanner.sink.schema import (
     DOMAIN_MX,
     DOMAINS,
     HOSTS,
+    TRUTH_DEEP_COLUMNS,
     TRUTH_DOMAIN_COLUMNS,
     TRUTH_EDGE_COLUMNS,
     TRUTH_HOST_COLUMNS,
@@ -43,7 +44,8 @@ DOMAIN_TRUTH = pa.schema([DOMAINS.field(c) for c in TRUTH_DOMAIN_COLUMNS] + [
     DOMAINS.field("mx_hostnames")])
 HOST_TRUTH = pa.schema([HOSTS.field(c) for c in TRUTH_HOST_COLUMNS] + [
     pa.field("behaviour", _STATUS), HOSTS.field("mx_hostnames"),
-    pa.field("latency_ms", pa.int32())])
+    pa.field("latency_ms", pa.int32())] + [
+    HOSTS.field(c) for c in TRUTH_DEEP_COLUMNS[1:]])
 EDGE_TRUTH = pa.schema([DOMAIN_MX.field(c) for c in TRUTH_EDGE_COLUMNS])
 
 _FAILED = {DnsCase.NXDOMAIN: DnsStatus.NXDOMAIN, DnsCase.SERVFAIL: DnsStatus.SERVFAIL,
@@ -150,7 +152,8 @@ def host_rows(population: Population, port: int) -> Iterable[tuple[Any, ...]]:
                e.ehlo_tls_status.value, e.starttls_offered, e.tls_version, e.forward_secrecy,
                e.kex_group, e.kex_bits, e.chain_valid,
                e.verify_error.value if e.verify_error else None, leaf_names(h),
-               h.behaviour.value, h.cert_names or h.mx_names, h.latency_ms)
+               h.behaviour.value, h.cert_names or h.mx_names, h.latency_ms,
+               *deep_values(h.behaviour))
 
 
 def _table(rows: Iterable[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:

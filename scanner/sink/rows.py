@@ -54,6 +54,8 @@ _DOMAIN_POLICY_COLUMNS = (
     "mta_sts_txt_status", "mta_sts_id", "mta_sts_fetch_status", "mta_sts_mode",
     "mta_sts_max_age", "mta_sts_mx_patterns", "mta_sts_mx_all_match", "mta_sts_delivery_ok",
     "dane_class", "n_dane_valid", "strict_capable")
+_DEEP_COLUMNS = ("deep_checked", "tls_versions_accepted", "tls_versions_refused",
+                 "dhe_accepted", "dhe_bits", "dhe_group", "dhe_prime_id")
 _EDGE_POLICY_COLUMNS = ("tlsa_status", "tlsa_records", "dane_status", "mta_sts_mx_match",
                         "mta_sts_ok")
 
@@ -219,6 +221,8 @@ def append_host(buf: ColumnBuffer, rec: HostRecord) -> None:
     c["handshake_ms"].append(p.handshake_ms)
     c["total_ms"].append(p.total_ms)
     c["error_detail"].append(p.error_detail)
+    for name in _DEEP_COLUMNS:
+        c[name].append(getattr(rec, name))
 
 
 def append_certificate(buf: ColumnBuffer, rec: CertificateRecord) -> None:

@@ -125,6 +125,13 @@ HOSTS = _schema("hosts", [
     pa.field("handshake_ms", pa.int32()),
     pa.field("total_ms", pa.int32()),
     pa.field("error_detail", pa.string()),
+    pa.field("deep_checked", pa.bool_()),
+    pa.field("tls_versions_accepted", _STRINGS),
+    pa.field("tls_versions_refused", _STRINGS),
+    pa.field("dhe_accepted", pa.bool_()),
+    pa.field("dhe_bits", pa.int32()),
+    pa.field("dhe_group", _STATUS),
+    pa.field("dhe_prime_id", pa.string()),
 ])
 
 CERTIFICATES = _schema("certificates", [
@@ -169,3 +176,6 @@ TRUTH_HOST_COLUMNS = ("ip", "port", "outcome", "connect_status", "greeting_statu
                       "verify_error", "leaf_names")
 TRUTH_EDGE_COLUMNS = ("domain", "mx_hostname", "ip", "tlsa_status", "dane_status",
                       "mta_sts_mx_match", "mta_sts_ok")
+#: Host truth of `--deep` scans only (a default scan leaves these columns empty).
+TRUTH_DEEP_COLUMNS = ("ip", "tls_versions_accepted", "tls_versions_refused", "dhe_accepted",
+                      "dhe_bits", "dhe_group")
