@@ -62,6 +62,30 @@ def policy_stats(outdir: Path) -> dict[str, Any] | None:
         "mta_sts_fetch_status": count([r for r in rows if r["mta_sts_txt_status"] == "valid"],
                                       "mta_sts_fetch_status"),
         "dane_class": count(mail, "dane_class"),
+        "deep": _deep_stats(outdir),
+    }
+
+
+def _deep_stats(outdir: Path) -> dict[str, int] | None:
+    """Accepted versions and DHE per host examined by `--deep`; None when no host was."""
+    try:
+        hosts = read_dataset(outdir, "hosts", ["deep_checked", "tls_versions_accepted",
+                                               "dhe_accepted", "dhe_bits", "dhe_group"])
+    except (ValueError, KeyError, pa.ArrowInvalid):
+        return None
+    rows = [r for r in hosts.to_pylist() if r["deep_checked"]]
+    if not rows:
+        return None
+    dhe = [r for r in rows if r["dhe_accepted"]]
+    return {
+        "hosts_examined": len(rows),
+        **{f"accepts_{v}": sum(v in r["tls_versions_accepted"] for r in rows)
+           for v in ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")},
+        "accepts_dhe_only_offer": len(dhe),
+        "dhe_le_1024_bits": sum((r["dhe_bits"] or 0) <= 1024 for r in dhe),
+        "dhe_shared_prime": sum(r["dhe_group"] not in (None, "custom") for r in dhe),
+        "dhe_shared_prime_le_1024_bits": sum(r["dhe_group"] not in (None, "custom")
+                                             and (r["dhe_bits"] or 0) <= 1024 for r in dhe),
     }
 
 
@@ -85,4 +109,9 @@ def policy_rows(stats: dict[str, Any] | None) -> list[Row]:
                            ("mta_sts_fetch_status", "mta_sts_fetch_status", fetched),
                            ("dane_class", "dane_class", mail)):
         rows += [(table, k, n, of, pct(n, of)) for k, n in stats[key].items()]
+    deep = stats.get("deep")
+    if deep:
+        examined = deep["hosts_examined"]
+        rows += [("deep_hosts", k, n, examined, pct(n, examined)) for k, n in deep.items()
+                 if k != "hosts_examined"]
     return rows

@@ -121,3 +121,18 @@ def test_truth_deep_columns_are_in_the_schema() -> None:
     from scanner.sink.schema import HOSTS
 
     assert all(isinstance(HOSTS.field(c).type, pa.DataType) for c in TRUTH_DEEP_COLUMNS)
+
+
+def test_stats_weak_dh_table(deep_scan: Path, fake_internet: Any) -> None:
+    from scanner.stats_policy import policy_rows, policy_stats
+
+    stats = policy_stats(deep_scan)
+    assert stats is not None and stats["deep"] is not None
+    truth = [r for r in fake_internet.truth_hosts().to_pylist() if r["tls_versions_accepted"]]
+    deep = stats["deep"]
+    assert deep["hosts_examined"] == len(truth)
+    assert deep["accepts_TLSv1"] == sum("TLSv1" in r["tls_versions_accepted"] for r in truth)
+    assert deep["accepts_dhe_only_offer"] == sum(bool(r["dhe_accepted"]) for r in truth)
+    assert deep["dhe_le_1024_bits"] == deep["accepts_dhe_only_offer"] > 0
+    assert deep["dhe_shared_prime"] == 0
+    assert any(r[0] == "deep_hosts" and r[1] == "dhe_le_1024_bits" for r in policy_rows(stats))
