@@ -1,9 +1,10 @@
-"""`scanner compare`: two results directories made from one lab scan, rows altered."""
+"""`scanner compare`: results directories from lab scans (rows altered, or a second scan)."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import json
 import shutil
@@ -18,6 +19,7 @@ import pytest
 
 from scanner.cli import main
 from scanner.compare import compare
+from scanner.config import Exclusions
 from scanner.pipeline import Scan
 from scanner.sink.dataset import read_dataset
 from scanner.sink.durable import committed_files
@@ -112,3 +114,19 @@ def test_compare_command(scans: tuple[Path, Path, dict[str, str]],
     assert main(["compare", str(old), str(new), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(compare(old, new)))
     assert main(["compare", str(old), str(old.parent / "missing")]) == 2
+
+
+def test_two_real_scans_with_a_different_exclusion(
+        scans: tuple[Path, Path, dict[str, str]], fast_config_factory: Any) -> None:
+    old, _, pick = scans
+    config = fast_config_factory(old.parent / "excluded")
+    excluded = pick["loses"]
+    config = dataclasses.replace(config, exclusions=Exclusions(domains=frozenset({excluded})))
+    asyncio.run(Scan(config).run())
+    result = compare(old, config.output)
+    # the lab answers the same way twice: only the excluded domain moved, out of the mail domains
+    assert result["changes"] == {w: {"gained": [], "lost": []} for w in ("starttls", "strict")}
+    assert result["domains"]["left_mail"] == 1 and result["domains"]["both"] == \
+        result["domains"]["old"]
+    row = next(r for r in result["shares"] if r["table"] == "starttls_class" and r["key"] == "all")
+    assert row["new_count"] == row["old_count"] - 1 and row["new_of"] == row["old_of"] - 1
