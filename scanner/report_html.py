@@ -32,8 +32,15 @@ img.chart{max-width:100%;height:auto;background:#fff;border:1px solid #eee}
 
 
 def esc(value: Any) -> str:
-    """Any value as HTML text (None as an en dash)."""
-    return "–" if value is None else html.escape(str(value), quote=True)
+    """Any value as HTML text (None as an en dash); control characters shown as \\xNN."""
+    if value is None:
+        return "–"
+    text = str(value)
+    if not text.isprintable():
+        # NUL, ESC, CR... from a server: visible rather than silently dropped by the parser
+        text = "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}"
+                       for c in text)
+    return html.escape(text, quote=True)
 
 
 def pct(n: float | None, of: float | None = None) -> str:

@@ -25,6 +25,7 @@ import pytest
 
 from scanner.pipeline import Scan
 from scanner.report import build_report
+from scanner.report_html import esc
 from scanner.sink.dataset import read_dataset
 from scanner.sink.durable import committed_files
 from scanner.sink.schema import DATASETS
@@ -200,6 +201,12 @@ def test_report_of_an_empty_scan(scan: Path) -> None:
     empty = _copy(scan, scan.parent / "empty", dict.fromkeys(DATASETS, nothing))
     page = parse(build_report([empty]))
     assert page.stats["domains/input_lines"] == "0" and page.stats["hosts/tls_ok"] == "0"
+
+
+def test_escaping_of_server_strings() -> None:
+    assert esc("<script>x</script>") == "&lt;script&gt;x&lt;/script&gt;"
+    assert esc('" onload="x') == "&quot; onload=&quot;x"
+    assert esc("a\x00b\x1b[2J") == "a\\x00b\\x1b[2J" and esc(None) == "–"
 
 
 def test_report_command_errors(tmp_path: Path) -> None:
