@@ -174,6 +174,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    if args.vantage:
+        from scanner.vantage_compare import run_vantage_compare
+
+        return run_vantage_compare(args)
     from scanner.compare import run_compare_command
 
     return run_compare_command(args)
@@ -220,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                          default="table")
     compare.add_argument("--list", type=int, default=50, metavar="N",
                          help="list at most N changed domains per direction (default 50)")
+    compare.add_argument("--vantage", action="store_true",
+                         help="OLD and NEW scanned the same hosts from two vantage points: list "
+                              "hosts offering STARTTLS at one only (stripping, masking)")
     compare.set_defaults(func=_cmd_compare)
     report = sub.add_parser("report", help="one self-contained HTML report of one or more scans")
     report.add_argument("outdirs", nargs="+", type=Path, metavar="OUTDIR",
