@@ -140,7 +140,19 @@ def policy_section(s: dict[str, Any]) -> str:
             + table("adoption", p["domains_queried"], "all domains")
             + "</section><section>" + table("mail_adoption", p["mail_domains"], "mail domains")
             + "</section><section><h3>DANE</h3>"
-            + table("dane_class", p["mail_domains"], "class") + "</section></div>")
+            + table("dane_class", p["mail_domains"], "class") + "</section>"
+            + _deep_table(p.get("deep")) + "</div>")
+
+
+def _deep_table(deep: dict[str, int] | None) -> str:
+    """What `scan --deep` found: versions accepted and DHE-only offers per examined host."""
+    if not deep:
+        return ""
+    of = deep["hosts_examined"]
+    return ("<section><h3>Deep TLS checks (--deep)</h3>"
+            + count_table([(k, n, of, f"policies/deep/{k}") for k, n in deep.items()
+                           if k != "hosts_examined"], key_title="hosts examined")
+            + "</section>")
 
 
 def provider_section(groups: list[dict[str, Any]], title: str, key_title: str) -> str:

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from scanner.pipeline import Scan
-from scanner.report import build_report
+from scanner.report import build_report, policy_section
 from scanner.report_html import esc
 from scanner.sink.dataset import read_dataset
 from scanner.sink.durable import committed_files
@@ -207,6 +207,17 @@ def test_escaping_of_server_strings() -> None:
     assert esc("<script>x</script>") == "&lt;script&gt;x&lt;/script&gt;"
     assert esc('" onload="x') == "&quot; onload=&quot;x"
     assert esc("a\x00b\x1b[2J") == "a\\x00b\\x1b[2J" and esc(None) == "–"
+
+
+def test_policy_section_shows_deep_checks() -> None:
+    policies = {"domains_queried": 10, "mail_domains": 8, "adoption": {"spf_valid": 5},
+                "mail_adoption": {"dane_valid": 2}, "dane_class": {"valid": 2},
+                "deep": {"hosts_examined": 4, "accepts_TLSv1": 3, "dhe_le_1024_bits": 1}}
+    page = parse(policy_section({"policies": policies}))
+    assert page.stats["policies/deep/accepts_TLSv1"] == "3"
+    assert page.stats["policies/adoption/spf_valid"] == "5"
+    assert "hosts_examined" not in "".join(page.text) and "75.0%" in "".join(page.text)
+    assert policy_section({"policies": None}) == ""
 
 
 def test_report_command_errors(tmp_path: Path) -> None:
