@@ -23,8 +23,9 @@ _COLUMNS = ["ip", "port", "mx_hostnames", "ehlo_status", "starttls_offered", "st
             "outcome"]
 
 
-def _hosts(outdir: Path) -> dict[tuple[str, int], dict[str, Any]]:
-    return {(r["ip"], r["port"]): r for r in read_dataset(outdir, "hosts", _COLUMNS).to_pylist()}
+def _hosts(outdir: Path) -> dict[str, dict[str, Any]]:
+    """Hosts by address (a scan uses one port; the lab's stripping path is another port)."""
+    return {r["ip"]: r for r in read_dataset(outdir, "hosts", _COLUMNS).to_pylist()}
 
 
 def _name(outdir: Path) -> str:
@@ -47,7 +48,7 @@ def compare_vantage(a: Path, b: Path) -> dict[str, Any]:
             continue
         missing, there = ("a", ra) if not ra["starttls_offered"] else ("b", rb)
         differing.append({
-            "ip": key[0], "port": key[1],
+            "ip": key, "port": there["port"],
             "mx_hostnames": sorted(set(ra["mx_hostnames"] or []) | set(rb["mx_hostnames"] or [])),
             "missing_at": missing, "how": there["starttls_status"],
             "a_starttls_status": ra["starttls_status"], "b_starttls_status": rb["starttls_status"],

@@ -84,3 +84,22 @@ def test_compare_vantage_command(two_vantages: Any, capsys: pytest.CaptureFixtur
     assert json.loads(capsys.readouterr().out)["missing_at_b"] == 1
     assert main(["compare", str(a), str(b), "--vantage", "--format", "csv"]) == 0
     assert capsys.readouterr().out.count("\n") == 2
+
+
+def test_lab_stripping_path_is_found(two_vantages: Any, fast_config_factory: Any,
+                                     fake_internet: Any, tmp_path: Path) -> None:
+    a = two_vantages[0]
+    strip_port = fake_internet.lab.info["strip_port"]
+    assert strip_port and strip_port != fake_internet.smtp_port
+    base = fast_config_factory(tmp_path / "stripped")
+    config = dataclasses.replace(base, inputs=(a.parent / "in.txt",), port=strip_port)
+    asyncio.run(Scan(config).run())
+    result = compare_vantage(a, config.output)
+    truth = {r["ip"]: r for r in fake_internet.truth_hosts().to_pylist()}
+    answered = [ip for ip, r in truth.items() if r["ehlo_status"] == "ok"
+                and ip in {h["ip"] for h in read_dataset(a, "hosts").to_pylist()}]
+    offered = sorted(ip for ip in answered if truth[ip]["starttls_offered"])
+    assert sorted(d["ip"] for d in result["differing"]) == offered == sorted(
+        fake_internet.address_of(b) for b in ("valid", "self_signed"))
+    assert {(d["missing_at"], d["how"]) for d in result["differing"]} == {("b", "masked")}
+    assert result["masked_at_b"] == len(answered) - 1  # all but the plain host: masked

@@ -32,10 +32,12 @@ from scanner.lab.pki import LabPki
 from scanner.lab.policies import StsResponse, add_tlsa_to_zone, sts_response
 from scanner.lab.population import Population, build_zone, mx_names
 from scanner.lab.profiles import generate
+from scanner.lab.strip_proxy import start_strip_proxy
 from scanner.lab.truth import write_truth
 from scanner.lab.workers import make_handler, start_fleets
 
 LAB_JSON = "lab.json"
+MAX_STRIPPED_HOSTS = 1000
 _TLSA_PREFIX = "_25._tcp."
 
 
@@ -85,6 +87,12 @@ async def run_lab(profile: str, n_domains: int, seed: int, directory: Path, *,
         stack.push_async_callback(fleets.close)
         sts = await start_sts_server(sts_responses(population), pki, directory)
         stack.push_async_callback(sts.close)
+        strip_port = None
+        listening = [h.ip for h in population.hosts if h.listens]
+        if len(listening) <= MAX_STRIPPED_HOSTS:  # a second listener per host: small labs only
+            strip = await start_strip_proxy(listening, fleets.port)
+            stack.push_async_callback(strip.close)
+            strip_port = strip.port
         write_truth(population, directory, fleets.port)
         del population, zone  # the servers keep what they need
         gc.collect()
@@ -95,6 +103,7 @@ async def run_lab(profile: str, n_domains: int, seed: int, directory: Path, *,
         stack.callback(lab_json.unlink, missing_ok=True)
         _write_atomically(lab_json, {
             "resolver": dns.address, "smtp_port": fleets.port, "mta_sts_port": sts.port,
+            "strip_port": strip_port,
             "control": server_address(control), "ca_pem": str(pki.ca_pem),
             "profile": profile, "domains": n_domains, "seed": seed, "hosts": n_hosts,
             "pid": os.getpid(), "directory": str(directory)})
