@@ -95,5 +95,6 @@ class PolicyChecker:
         return apply_policies(record, edges, facts, tlsa, self._keys)
 
     async def close(self) -> None:
-        """Cancel TLSA lookups still in flight."""
+        """Cancel TLSA lookups still in flight; release the resolver's sockets."""
         await self._tlsa.close()
+        self.resolver.close()
