@@ -130,6 +130,9 @@ class Scan:
         finally:
             try:
                 writer.close()
+            except BaseException:
+                state_name = "interrupted"  # the last batch is not committed: not finished
+                raise
             finally:
                 await resolver.close()
                 await policies.close()
