@@ -88,7 +88,7 @@ def hostile_run(hostile_lab: LabProcess, tmp_path_factory: pytest.TempPathFactor
         output=out, inputs=(hostile_lab.directory / "domains.txt",),
         resolvers=(hostile_lab.resolver,), port=hostile_lab.smtp_port,
         timeouts=Timeouts(dns_query=2.0, dns_tries=3, connect=3.0, greeting=3.0, command=3.0,
-                          starttls=3.0, handshake=3.0, per_address=10.0),
+                          starttls=3.0, handshake=3.0, per_address=6.0),
         limits=Limits(max_in_flight=1000, per_provider=1000, dns_in_flight=100,
                       batch_rows=500),
         trust=TrustStore(extra_anchors=(hostile_lab.ca_pem,)), lab_mode=True,

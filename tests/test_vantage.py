@@ -103,7 +103,7 @@ async def test_high_baseline_raises_the_threshold() -> None:
 @pytest.fixture(scope="module")
 def slow_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProcess]:
     """Hostile profile, every server with 20-150 ms latency: a scan lasts several seconds."""
-    lab = LabProcess.start("hostile", 600, 11, tmp_path_factory.mktemp("vlab"),
+    lab = LabProcess.start("hostile", 400, 11, tmp_path_factory.mktemp("vlab"),
                            latency_ms=(20, 150), greet_pause_s=0.2, timeout=60)
     try:
         yield lab
