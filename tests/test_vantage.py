@@ -224,3 +224,17 @@ def test_resolver_dying_mid_scan_stops_without_false_rows_and_resumes(
     asyncio.run(Scan(_lab_config(slow_lab, out, resume=True)).run())
     assert read_manifest(out)["state"] == "finished"
     _all_rows_are_true(slow_lab, out)
+
+
+def test_port_25_dead_from_the_start_stops_before_writing_any_host(
+        slow_lab: LabProcess, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    slow_lab.control("pause_smtp")
+    try:
+        proc = subprocess.run(_cmd(slow_lab, out), capture_output=True, text=True, timeout=60)
+    finally:
+        slow_lab.control("resume_smtp")
+    assert proc.returncode == 3, proc.stderr
+    assert "vantage point" in proc.stderr and "Traceback" not in proc.stderr
+    assert read_manifest(out)["state"] == "interrupted"
+    assert read_dataset(out, "hosts").num_rows == 0  # not one server blamed
