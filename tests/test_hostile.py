@@ -11,6 +11,7 @@ import dataclasses
 import gc
 import logging
 import os
+import resource
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pytest
 from test_pipeline import differences
 
+from scanner.cli import capped_concurrency
 from scanner.config import Limits, ScanConfig, Timeouts, TrustStore
 from scanner.lab.behaviours import EXPECTED, Behaviour
 from scanner.lab.serve import LabProcess
@@ -34,6 +36,8 @@ from scanner.status import HostOutcome
 from scanner.tls.context import make_probe_context
 
 RSS_CEILING_MB = 600  # generous: measured well under half of it (see the README)
+# the scan runs under this descriptor limit, below what 1,000 conversations at once would need
+FD_LIMIT = 1000
 SCAN_DEADLINE_S = 90
 
 
@@ -64,6 +68,7 @@ class HostileRun:
     rss_before_mb: float
     rss_peak_mb: float
     fds_peak: int
+    concurrency: int
     sockets_before: int
     sockets_after: int
     problems: list[str]
@@ -84,12 +89,23 @@ def hostile_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabProcess
 def hostile_run(hostile_lab: LabProcess, tmp_path_factory: pytest.TempPathFactory
                 ) -> HostileRun:
     out = tmp_path_factory.mktemp("hostile-out") / "out"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, hard))
+    try:
+        return _hostile_run(hostile_lab, out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _hostile_run(hostile_lab: LabProcess, out: Path) -> HostileRun:
+    concurrency, notice = capped_concurrency(100_000, 100)  # as the CLI caps --concurrency
+    assert notice and concurrency < FD_LIMIT
     config = ScanConfig(
         output=out, inputs=(hostile_lab.directory / "domains.txt",),
         resolvers=(hostile_lab.resolver,), port=hostile_lab.smtp_port,
         timeouts=Timeouts(dns_query=2.0, dns_tries=3, connect=3.0, greeting=3.0, command=3.0,
                           starttls=3.0, handshake=3.0, per_address=6.0),
-        limits=Limits(max_in_flight=1000, per_provider=1000, dns_in_flight=100,
+        limits=Limits(max_in_flight=concurrency, per_provider=1000, dns_in_flight=100,
                       batch_rows=500),
         trust=TrustStore(extra_anchors=(hostile_lab.ca_pem,)), lab_mode=True,
         mta_sts_port=hostile_lab.info.get("mta_sts_port", 443))
@@ -129,7 +145,7 @@ def hostile_run(hostile_lab: LabProcess, tmp_path_factory: pytest.TempPathFactor
         logging.getLogger().removeHandler(handler)
     gc.collect()
     return HostileRun(out, hostile_lab, seconds, rss_before, peaks["rss"], int(peaks["fds"]),
-                      sockets_before, _sockets(), problems)
+                      concurrency, sockets_before, _sockets(), problems)
 
 
 def test_hostile_scan_finishes_without_hang_crash_or_complaint(hostile_run: HostileRun) -> None:
@@ -166,11 +182,18 @@ def test_every_hostile_behaviour_is_covered_and_failures_keep_a_detail(
     assert not missing, f"failures without an error_detail: {missing}"
 
 
+def test_capped_concurrency_never_runs_out_of_descriptors(hostile_run: HostileRun) -> None:
+    assert hostile_run.fds_peak < FD_LIMIT
+    details = read_dataset(hostile_run.out, "hosts", ["error_detail"]).column("error_detail")
+    assert not [d for d in details.to_pylist() if d and "Too many open files" in d]
+
+
 def test_memory_stays_bounded_during_the_hostile_scan(hostile_run: HostileRun) -> None:
     assert hostile_run.rss_peak_mb < RSS_CEILING_MB, (hostile_run.rss_before_mb,
                                                       hostile_run.rss_peak_mb)
     print(f"hostile scan: {hostile_run.seconds:.1f} s, RSS {hostile_run.rss_before_mb:.0f} -> "
-          f"peak {hostile_run.rss_peak_mb:.0f} MB, peak fds {hostile_run.fds_peak}, sockets "
+          f"peak {hostile_run.rss_peak_mb:.0f} MB, peak fds {hostile_run.fds_peak} (limit "
+          f"{FD_LIMIT}, concurrency {hostile_run.concurrency}), sockets "
           f"{hostile_run.sockets_before} before / {hostile_run.sockets_after} after")
 
 
