@@ -75,6 +75,9 @@ def reply_status(code: int) -> ReplyStatus:
     return ReplyStatus.PROTOCOL_ERROR
 
 
+_OWN_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
 def connect_status_from(exc: BaseException) -> ConnectStatus:
     """Classify a failed TCP connect."""
     if isinstance(exc, TimeoutError):
@@ -83,6 +86,9 @@ def connect_status_from(exc: BaseException) -> ConnectStatus:
         return ConnectStatus.REFUSED
     if isinstance(exc, ConnectionResetError):
         return ConnectStatus.RESET
+    if isinstance(exc, OSError) and exc.errno in _OWN_RESOURCES:
+        # our process or host ran out of something: never a fact about the server
+        return ConnectStatus.INTERNAL_ERROR
     if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH,
                                                    errno.EADDRNOTAVAIL):
         return ConnectStatus.UNREACHABLE

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,14 @@ from scanner.config import ScanConfig
 from scanner.lab.behaviours import EXPECTED, Behaviour, ExpectedHost
 from scanner.outcome import host_outcome
 from scanner.records import ProbeTarget, SmtpProbe
-from scanner.smtp import SmtpProber
-from scanner.status import HandshakeStatus, HostOutcome, ReplyStatus, StartTlsStatus
+from scanner.smtp import SmtpProber, connect_status_from
+from scanner.status import (
+    ConnectStatus,
+    HandshakeStatus,
+    HostOutcome,
+    ReplyStatus,
+    StartTlsStatus,
+)
 from scanner.tls.context import make_probe_context
 
 # servers that never finish a greeting: only the greeting timeout ends them
@@ -122,3 +130,9 @@ def test_slow_servers_end_by_their_timeouts(
         probe, seconds = probes[behaviour]
         assert probe.greeting_status is ReplyStatus.TIMEOUT
         assert greeting - 0.1 <= seconds < greeting + 1.0, (behaviour, seconds)
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM])
+def test_running_out_of_our_own_resources_is_never_blamed_on_the_server(code: int) -> None:
+    exc = OSError(code, os.strerror(code))
+    assert connect_status_from(exc) is ConnectStatus.INTERNAL_ERROR
