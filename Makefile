@@ -27,8 +27,12 @@ lint: $(STAMP)
 lab: $(STAMP)
 	$(PY) -m scanner lab serve --profile mixed --domains 200 --seed 1 --dir results/lab
 
+# The national-scale benchmark (benchmarks/README.md): survey, CPU floor, peers (the peers'
+# Debian packages are installed by peers.py with apt-get, sslyze into benchmarks/.peers-venv).
 bench: $(STAMP)
 	$(PY) benchmarks/survey.py --domains 345000
+	$(PY) benchmarks/floor.py --domains 345000
+	$(PY) benchmarks/peers.py
 
 clean:
 	rm -rf $(VENV) results/demo results/lab

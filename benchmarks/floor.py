@@ -22,7 +22,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import ROOT, as_dict, commit, machine, run_measured, scanner_env, today  # noqa: E402
+from common import (  # noqa: E402
+    ROOT,
+    append_row,
+    as_dict,
+    commit,
+    emit,
+    machine,
+    run_measured,
+    scanner_env,
+    today,
+)
 
 
 def _context() -> ssl.SSLContext:
@@ -131,6 +141,31 @@ def run_floor(lab_dir: Path, work: Path, concurrency: int = 2000, limit: int | N
             "cpu_ms_per_probe": round(1000 * run.cpu_s / out["probes"], 3)}
 
 
+def run_scanner_on_hosts(lab_dir: Path, work: Path, concurrency: int = 2000) -> dict[str, Any]:
+    """The scanner over the same hosts: one covering domain per host, so probes == hosts."""
+    import shutil
+
+    import pyarrow.parquet as pq
+    from peers import cover_domains
+    from survey import BENCH_TIMEOUTS
+
+    ips = set(pq.read_table(lab_dir / "truth" / "hosts.parquet", columns=["ip"])
+              .column("ip").to_pylist())
+    domains = work / "floor-domains.txt"
+    domains.write_text("\n".join(cover_domains(lab_dir, ips)) + "\n")
+    out = work / "floor-scan"
+    shutil.rmtree(out, ignore_errors=True)
+    args = [sys.executable, str(ROOT / "benchmarks" / "run_scan.py"), "--loop", "asyncio",
+            "scan", str(domains), "-o", str(out), "--lab", str(lab_dir), "--no-progress",
+            "--concurrency", str(concurrency), *BENCH_TIMEOUTS]
+    run = run_measured(args, log=work / "floor-scan.log", env=scanner_env())
+    manifest = json.loads((out / "manifest.json").read_text())
+    probes = int(manifest["counts"]["probes"])
+    return {**as_dict(run), "cpu_s": round(run.cpu_s, 3), "probes": probes,
+            "domains": int(manifest["counts"]["domains"]),
+            "cpu_ms_per_probe": round(1000 * run.cpu_s / probes, 3)}
+
+
 def openssl_speed(seconds: int = 2) -> dict[str, float]:
     """Microseconds per operation of the handshake's crypto, from `openssl speed`."""
     result: dict[str, float] = {}
@@ -163,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--domains", type=int, default=34_500, help="lab size when no --lab")
     p.add_argument("--concurrency", type=int, default=2000)
     p.add_argument("--limit", type=int)
+    p.add_argument("--no-scanner", action="store_true", help="only the floor client")
+    p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     p.add_argument("--greeting", type=float, default=10.0, help="greeting timeout (s)")
     p.add_argument("--deadline", type=float, default=30.0, help="per-address deadline (s)")
     p.add_argument("--work", type=Path, default=ROOT / "results" / "bench")
@@ -172,17 +209,37 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     speed = openssl_speed()
     if args.lab is not None:
-        result = run_floor(args.lab, args.work, args.concurrency, args.limit)
+        result = _floor_and_scanner(args.lab, args)
     else:
         from scanner.lab.serve import LabProcess
 
         with LabProcess.start("norway-2010", args.domains, 1,
                               args.work / f"lab-norway-2010-{args.domains}-1",
                               latency_ms=(20, 300), timeout=1800.0) as lab:
-            result = run_floor(lab.directory, args.work, args.concurrency, args.limit)
+            result = _floor_and_scanner(lab.directory, args)
     result.update(date=today(), machine=machine(), commit=commit(), openssl=speed)
-    print(json.dumps(result, sort_keys=True))
+    emit(result)
+    if result.get("scanner") and not args.no_record:
+        sc = result["scanner"]
+        append_row("Floor (same hosts, one covering domain per host)", FLOOR_HEADER, [
+            result["date"], result["commit"], result["probes"], result["cpu_s"],
+            result["cpu_ms_per_probe"], sc["domains"], sc["cpu_s"], sc["cpu_ms_per_probe"],
+            result["ratio"], speed.get("client_handshake_crypto_us", "n/a")])
     return 0
+
+
+FLOOR_HEADER = ["date (UTC)", "commit", "hosts", "floor CPU s", "floor CPU ms/probe",
+                "scanner domains", "scanner CPU s", "scanner CPU ms/probe", "scanner/floor",
+                "OpenSSL client handshake crypto µs"]
+
+
+def _floor_and_scanner(lab_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    result = run_floor(lab_dir, args.work, args.concurrency, args.limit)
+    if not args.no_scanner:
+        scan = run_scanner_on_hosts(lab_dir, args.work, args.concurrency)
+        result["scanner"] = scan
+        result["ratio"] = round(scan["cpu_ms_per_probe"] / result["cpu_ms_per_probe"], 2)
+    return result
 
 
 if __name__ == "__main__":
