@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.pipeline import Scan
+from scanner.server_text import printable
 from scanner.sink.dataset import read_dataset
 
 
@@ -106,7 +107,7 @@ def render_check(facts: dict[str, Any]) -> str:
                    else "refused" if h["dhe_accepted"] is False else "untested"))
     for h in facts["hosts"]:
         if h.get("banner"):
-            lines.append(f"  banner {h['ip']}: {h['banner'].splitlines()[0]}")
+            lines.append(f"  banner {h['ip']}: {printable(h['banner'].splitlines()[0])}")
     return "\n".join(lines)
 
 

@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from scanner.server_text import printable
 from scanner.sink.dataset import read_dataset
 from scanner.stats import MAIL_CLASSES, domain_table, host_table, scan_info
-from scanner.stats_command import printable, render_rows
+from scanner.stats_command import render_rows
 
 _LEVEL = {"none": 0, "some": 1, "all": 2}
 COLUMNS = {"starttls": "starttls_class", "strict": "strict_class"}

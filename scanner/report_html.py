@@ -11,6 +11,8 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from scanner.server_text import printable
+
 # The page needs no script and no network: the policy forbids both, as a second line of
 # defence behind escaping.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -35,12 +37,8 @@ def esc(value: Any) -> str:
     """Any value as HTML text (None as an en dash); control characters shown as \\xNN."""
     if value is None:
         return "–"
-    text = str(value)
-    if not text.isprintable():
-        # NUL, ESC, CR... from a server: visible rather than silently dropped by the parser
-        text = "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}"
-                       for c in text)
-    return html.escape(text, quote=True)
+    # NUL, ESC, CR... from a server: visible rather than silently dropped by the parser
+    return html.escape(printable(str(value), keep="\n\t"), quote=True)
 
 
 def pct(n: float | None, of: float | None = None) -> str:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from scanner.server_text import printable
 from scanner.stats import (
     DOMAIN_CLASSES,
     MAIL_CLASSES,
@@ -69,9 +70,9 @@ def stat_rows(stats: dict[str, Any]) -> list[tuple[str, str, int, int, float | N
     return rows
 
 
-def printable(text: str, markdown: bool = False) -> str:
+def table_text(text: str, markdown: bool = False) -> str:
     """Server-controlled text made safe for a terminal (no control characters) or a table."""
-    out = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    out = printable(text)
     return out.replace("|", "\\|") if markdown else out
 
 
@@ -117,7 +118,7 @@ def render_rows(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> str
 def _cell(value: Any, fmt: str) -> str:
     if value is None:
         return "-"
-    return printable(str(value), markdown=fmt == "markdown")
+    return table_text(str(value), markdown=fmt == "markdown")
 
 
 def render(stats: dict[str, Any], fmt: str) -> str:
@@ -142,7 +143,7 @@ def render(stats: dict[str, Any], fmt: str) -> str:
             else:
                 lines += ["", f"{table}"]
         shown = "-" if percent is None else f"{percent:.1f}%"
-        key = printable(key, markdown=fmt == "markdown")
+        key = table_text(key, markdown=fmt == "markdown")
         if fmt == "markdown":
             lines.append(f"| {key} | {n} | {of} | {shown} |")
         else:

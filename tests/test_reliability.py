@@ -180,8 +180,6 @@ def test_private_mx_addresses_are_not_probed_outside_lab_mode(
     assert len(statuses) > 30 and set(statuses.to_pylist()) == {"private_address"}
 
 
-@pytest.mark.xfail(strict=True, reason="scanner/check_command.py prints the banner unescaped: "
-                   "run it through an escape of control characters (see the README)")
 def test_server_strings_are_escaped_in_terminal_output(fake_internet: Any) -> None:
     proc = _scanner("check", "only-nul-bytes.test", "--lab", str(fake_internet.directory))
     assert proc.returncode == 0, proc.stderr

@@ -28,7 +28,7 @@ from scanner.stats import (
     grouped_stats,
     survey_stats,
 )
-from scanner.stats_command import printable
+from scanner.stats_command import table_text as printable
 
 
 def scan_lab(config: ScanConfig) -> Path:
