@@ -121,6 +121,24 @@ def test_sigkill_at_random_moments_never_leaves_an_unreadable_part(
     assert len(lines) == len(set(lines)) == 204
 
 
+def test_sigint_stops_flushes_and_says_how_to_resume(fake_internet: Any, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scanner", "scan", str(fake_internet.directory / "domains.txt"),
+         "-o", str(out), "--lab", str(fake_internet.directory), *FAST, "--batch-rows", "7",
+         "--concurrency", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not any(
+            out.glob("domains/part-*.parquet")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert read_manifest(out)["state"] == "interrupted"
+    assert 0 < read_dataset(out, "domains").num_rows < 204
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("name", "content", "fragment"), [
