@@ -23,9 +23,11 @@ from scanner.config import (
     Timeouts,
     TrustStore,
 )
+from scanner.mta_sts import MAX_FETCHES_IN_FLIGHT
 
-# Descriptors the process keeps for itself (resolver sockets, output files, the lab in tests).
-_FD_RESERVE = 256
+# Descriptors the process keeps for itself (resolver sockets, output files, the lab in tests,
+# MTA-STS policy fetches, which have their own cap).
+_FD_RESERVE = 256 + MAX_FETCHES_IN_FLIGHT
 
 
 class CliError(Exception):

@@ -98,13 +98,20 @@ def _https_context(anchors: Sequence[str], use_default: bool) -> ssl.SSLContext:
     return context
 
 
+#: HTTPS policy fetches in flight at once (each holds a descriptor).
+MAX_FETCHES_IN_FLIGHT = 100
+
+
 class StsFetcher:
     """Fetches MTA-STS policies; one per scan. `port` is 443 except in the lab."""
 
     def __init__(self, resolver: PolicyResolver, anchors: Sequence[str], *, use_mozilla: bool,
                  port: int = 443, timeout: float = 10.0,
-                 allow_address: Callable[[str], bool] | None = None) -> None:
+                 allow_address: Callable[[str], bool] | None = None,
+                 max_in_flight: int = MAX_FETCHES_IN_FLIGHT) -> None:
         self._resolver = resolver
+        # bounded apart from the SMTP conversations: descriptors are reserved for it at start-up
+        self._slots = asyncio.Semaphore(max_in_flight)
         self._context = _https_context(anchors, use_mozilla)
         self._port = port
         self._timeout = timeout
@@ -119,11 +126,12 @@ class StsFetcher:
         allowed = [ip for ip in addresses if self._allow(ip)]
         if not allowed:
             return StsResult(StsFetchStatus.EXCLUDED, detail=f"{host}: {addresses[0]}")
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await self._get(host, allowed[0])
-        except TimeoutError:
-            return StsResult(StsFetchStatus.TIMEOUT)
+        async with self._slots:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    return await self._get(host, allowed[0])
+            except TimeoutError:
+                return StsResult(StsFetchStatus.TIMEOUT)
 
     async def _get(self, host: str, ip: str) -> StsResult:
         try:

@@ -182,8 +182,8 @@ def _profile_scan(profile: str, domains: int, tmp: Path) -> tuple[Path, LabProce
         output=tmp / "out", inputs=(lab.directory / "domains.txt",), resolvers=(lab.resolver,),
         port=lab.smtp_port,
         # margins for a loaded 2-core CI machine: only tarpits wait the full greeting timeout
-        timeouts=Timeouts(dns_query=1.0, dns_tries=2, connect=2.0, greeting=2.5, command=2.5,
-                          starttls=2.5, handshake=2.5, per_address=8.0),
+        timeouts=Timeouts(dns_query=1.0, dns_tries=2, connect=2.0, greeting=2.5, command=5.0,
+                          starttls=5.0, handshake=5.0, per_address=10.0),
         limits=Limits(max_in_flight=256, dns_in_flight=200, batch_rows=2000),
         trust=TrustStore(extra_anchors=(lab.ca_pem,)), lab_mode=True)
     try:
