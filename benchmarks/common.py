@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -54,6 +55,7 @@ class ChildRun:
     user_s: float
     sys_s: float
     max_rss_mib: float
+    timed_out: bool = False
 
     @property
     def cpu_s(self) -> float:
@@ -66,22 +68,25 @@ def run_measured(args: list[str], *, log: Path, env: dict[str, str] | None = Non
     """Run `args` to completion; its own rusage (os.wait4), not that of other children."""
     t0 = time.monotonic()
     with open(log, "ab") as out:
+        # its own process group, so a timeout stops the whole pipeline (sh, xargs, openssl...)
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                env=env, cwd=ROOT)
+                                env=env, cwd=ROOT, start_new_session=True)
     deadline = None if timeout is None else t0 + timeout
+    timed_out = False
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         if deadline is not None and time.monotonic() > deadline:
-            proc.kill()
+            timed_out = True
+            os.killpg(proc.pid, signal.SIGKILL)
             pid, status, usage = os.wait4(proc.pid, 0)
             break
         time.sleep(0.05)
     wall = time.monotonic() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     return ChildRun(proc.returncode, wall, usage.ru_utime, usage.ru_stime,
-                    usage.ru_maxrss / 1024)
+                    usage.ru_maxrss / 1024, timed_out)
 
 
 def tree_cpu_s(pid: int) -> float:

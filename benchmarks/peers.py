@@ -155,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             run = run_measured(cmd, log=args.work / f"{name.split()[0]}.log",
                                env=scanner_env(), timeout=args.budget)
             scale = len(ips) / n_hosts
-            results.append({"peer": name, "status": "ok" if run.returncode == 0
-                            else f"exit {run.returncode}", "hosts_run": n_hosts,
+            status = "ok" if run.returncode == 0 else f"exit {run.returncode}"
+            if run.timed_out:
+                status = f"stopped after {args.budget:g} s (figures are lower bounds)"
+            results.append({"peer": name, "status": status, "hosts_run": n_hosts,
                             **as_dict(run), "cpu_s": round(run.cpu_s, 2),
                             "wall_s_1000": round(run.wall_s * scale, 1),
                             "cpu_s_1000": round(run.cpu_s * scale, 2)})
