@@ -37,6 +37,7 @@ lab: $(STAMP)
 # The national-scale benchmark (benchmarks/README.md): survey, CPU floor, peers (the peers'
 # Debian packages are installed by peers.py with apt-get, sslyze into benchmarks/.peers-venv).
 bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) benchmarks/survey.py --domains 345000
 	$(PY) benchmarks/floor.py --domains 345000
 	$(PY) benchmarks/peers.py
