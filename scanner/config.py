@@ -50,13 +50,12 @@ class Limits:
     per_provider: int = 50  # concurrent connections to one provider (MX registrable domain)
     dns_in_flight: int = 200
     domains_in_flight: int = 5000  # domains between DNS and rollup
-    max_reply_bytes: int = 65536
     batch_rows: int = 5000
     flush_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("max_in_flight", "per_address", "per_provider", "dns_in_flight",
-                     "domains_in_flight", "max_reply_bytes", "batch_rows"):
+                     "domains_in_flight", "batch_rows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"limit {name} must be at least 1")
 

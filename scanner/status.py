@@ -67,7 +67,7 @@ class ReplyStatus(StrEnum):
     REJECTED_554 = "rejected_554"
     REJECTED_5XX = "rejected_5xx"
     PROTOCOL_ERROR = "protocol_error"  # not an SMTP reply (garbage, NUL bytes, data too early)
-    REPLY_TOO_LONG = "reply_too_long"  # over Limits.max_reply_bytes
+    REPLY_TOO_LONG = "reply_too_long"  # over 8 KiB per line or 32 KiB per reply (aiosmtplib)
     INTERNAL_ERROR = "internal_error"
 
 
