@@ -43,6 +43,8 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolver", action="append", default=[], metavar="HOST[:PORT]",
                    help="DNS resolver to use (repeatable; default: the system's resolvers)")
     p.add_argument("--port", type=int, default=25, help="SMTP port (default 25)")
+    p.add_argument("--source-address", metavar="IP",
+                   help="local address to connect from (a multi-homed vantage point)")
     p.add_argument("--concurrency", type=int, default=lim.max_in_flight,
                    help=f"SMTP conversations in flight (default {lim.max_in_flight})")
     p.add_argument("--per-address", type=int, default=lim.per_address,
@@ -149,7 +151,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
         identity=Identity(ehlo_name=args.ehlo_name), exclusions=exclusions,
         trust=TrustStore(extra_anchors=tuple(anchors)), lab_mode=lab_mode,
         resume=args.resume, limit=args.limit, mta_sts_port=mta_sts_port, deep=args.deep,
-        deep_spacing_s=args.deep_spacing)
+        deep_spacing_s=args.deep_spacing, source_address=args.source_address)
     return config, notices
 
 

@@ -119,6 +119,7 @@ class ScanConfig:
     mta_sts_port: int = 443  # HTTPS port of MTA-STS policy hosts (the lab serves another)
     deep: bool = False  # --deep: versions and DHE accepted, extra conversations per TLS host
     deep_spacing_s: float = 1.0  # pause before each extra conversation with one address
+    source_address: str | None = None  # local address SMTP connections come from (multi-homed)
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -127,6 +128,12 @@ class ScanConfig:
             raise ConfigError("--limit must be at least 1")
         if self.started_at.tzinfo is None:
             raise ConfigError("started_at must be timezone-aware")
+        if self.source_address is not None:
+            try:
+                ipaddress.ip_address(self.source_address)
+            except ValueError:
+                raise ConfigError(
+                    f"source address {self.source_address!r} is not an IP address") from None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict for the manifest."""

@@ -181,6 +181,8 @@ class SmtpProber:
         self._config = config
         self._tls = tls
         self._ehlo = config.identity.ehlo_name.encode("ascii")
+        source = config.source_address
+        self._local_addr = (source, 0) if source is not None else None
 
     async def probe_address(self, target: ProbeTarget) -> SmtpProbe:
         """One conversation with target; never raises except on cancellation."""
@@ -247,7 +249,8 @@ class SmtpProber:
         try:
             async with asyncio.timeout(cfg.connect):
                 transport, protocol = await loop.create_connection(
-                    lambda: SMTPProtocol(loop=loop), host=target.ip, port=target.port)
+                    lambda: SMTPProtocol(loop=loop), host=target.ip, port=target.port,
+                    local_addr=self._local_addr)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -103,3 +103,38 @@ def test_lab_stripping_path_is_found(two_vantages: Any, fast_config_factory: Any
         fake_internet.address_of(b) for b in ("valid", "self_signed"))
     assert {(d["missing_at"], d["how"]) for d in result["differing"]} == {("b", "masked")}
     assert result["masked_at_b"] == len(answered) - 1  # all but the plain host: masked
+
+
+def test_lab_strips_starttls_for_one_client_address(tmp_path: Path) -> None:
+    """`lab serve --strip-client`: the same lab, scanned from two source addresses."""
+    from scanner.config import Limits, ScanConfig, Timeouts, TrustStore
+    from scanner.lab.serve import LabProcess
+
+    with LabProcess.start("mixed", 60, 3, tmp_path / "lab", latency_ms=(0, 0),
+                          strip_clients=["127.0.0.2"], timeout=60.0) as lab:
+        assert lab.info["strip_clients"] == ["127.0.0.2"]
+
+        def scan(name: str, source: str) -> Path:
+            config = ScanConfig(
+                output=tmp_path / name, inputs=(lab.directory / "domains.txt",),
+                resolvers=(lab.resolver,), port=lab.smtp_port,
+                timeouts=Timeouts(dns_query=0.5, dns_tries=2, connect=1.0, greeting=1.5,
+                                  command=1.5, starttls=1.5, handshake=1.5, per_address=4.0),
+                limits=Limits(max_in_flight=64, batch_rows=50),
+                trust=TrustStore(extra_anchors=(lab.ca_pem,)), lab_mode=True,
+                mta_sts_port=lab.info.get("mta_sts_port", 443), source_address=source)
+            asyncio.run(Scan(config).run())
+            return config.output
+
+        a, b = scan("a", "127.0.0.1"), scan("b", "127.0.0.2")
+        truth = {r["ip"]: r for r in lab.truth_hosts().to_pylist()}
+    assert json.loads((a / "manifest.json").read_text())["config"]["source_address"] == (
+        "127.0.0.1")
+    result = compare_vantage(a, b)
+    answered = {h["ip"] for h in read_dataset(a, "hosts").to_pylist() if h["ehlo_status"] == "ok"}
+    offered = sorted(ip for ip, r in truth.items() if r["starttls_offered"])
+    assert offered and set(offered) <= answered  # STARTTLS hosts to strip, all of them scanned
+    assert sorted(d["ip"] for d in result["differing"]) == offered
+    assert {(d["missing_at"], d["how"]) for d in result["differing"]} == {("b", "masked")}
+    assert result["missing_at_a"] == 0 and result["offered_at_both"] == 0
+    assert result["answered_at_both"] == len(answered)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,14 @@ def _latency(text: str) -> tuple[int, int]:
     return low, high
 
 
+def _address(text: str) -> str:
+    """An IP address in its canonical form (as the server sees a peer's address)."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+
+
 def add_lab_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `lab serve` and the internal `lab worker` to the main parser's subcommands."""
     lab = subparsers.add_parser("lab", help="run the simulated mail internet on loopback")
@@ -39,12 +48,16 @@ def add_lab_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
                        help="per-host reply delay range (default: the profile's)")
     serve.add_argument("--greet-pause", type=float, default=0.3, metavar="S",
                        help="seconds the greet_pause hosts wait before greeting")
+    serve.add_argument("--strip-client", action="append", default=[], type=_address,
+                       metavar="ADDR", help="simulate a STARTTLS-stripping path for connections "
+                       "from this client address (repeatable)")
     serve.set_defaults(func=run_lab_command)
     worker = lab_sub.add_parser("worker", help=argparse.SUPPRESS)
     worker.add_argument("--hosts-file", type=Path, required=True)
     worker.add_argument("--dir", type=Path, required=True)
     worker.add_argument("--smtp-port", type=int, required=True)
     worker.add_argument("--greet-pause", type=float, default=0.3)
+    worker.add_argument("--strip-client", action="append", default=[], type=_address)
     worker.set_defaults(func=run_lab_command)
 
 
@@ -54,7 +67,8 @@ def run_lab_command(args: argparse.Namespace) -> int:
         from scanner.lab.workers import run_worker
 
         code: int = asyncio.run(run_worker(args.hosts_file, args.dir, args.smtp_port,
-                                           greet_pause_s=args.greet_pause))
+                                           greet_pause_s=args.greet_pause,
+                                           strip_clients=args.strip_client))
         return code
     from scanner.lab.serve import run_lab
 
@@ -63,7 +77,8 @@ def run_lab_command(args: argparse.Namespace) -> int:
         return 2
     asyncio.run(run_lab(args.profile, args.domains, args.seed, args.dir,
                         smtp_port=args.smtp_port, dns_port=args.dns_port,
-                        latency_ms=args.latency_ms, greet_pause_s=args.greet_pause))
+                        latency_ms=args.latency_ms, greet_pause_s=args.greet_pause,
+                        strip_clients=args.strip_client))
     return 0
 
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,14 @@ def _write_atomically(path: Path, data: dict[str, Any]) -> None:
 async def run_lab(profile: str, n_domains: int, seed: int, directory: Path, *,
                   smtp_port: int = 0, dns_port: int = 0,
                   latency_ms: tuple[int, int] | None = None, greet_pause_s: float = 0.3,
+                  strip_clients: Sequence[str] = (),
                   ready: asyncio.Event | None = None) -> None:
-    """Serve a lab population until cancelled, SIGINT or SIGTERM; then stop cleanly."""
+    """Serve a lab population until cancelled, SIGINT or SIGTERM; then stop cleanly.
+
+    Clients connecting from an address in `strip_clients` see every host through a stripping
+    middlebox (STARTTLS rewritten to `XXXXXXXA`): a second vantage point by client address.
+    """
+    strip_clients = sorted(set(strip_clients))
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     lab_json = directory / LAB_JSON
@@ -83,7 +90,7 @@ async def run_lab(profile: str, n_domains: int, seed: int, directory: Path, *,
         dns = await start_dns_server(zone, port=dns_port)
         stack.push_async_callback(dns.close)
         fleets = await start_fleets(population.hosts, smtp_port, pki, directory,
-                                    greet_pause_s=greet_pause_s)
+                                    greet_pause_s=greet_pause_s, strip_clients=strip_clients)
         stack.push_async_callback(fleets.close)
         sts = await start_sts_server(sts_responses(population), pki, directory)
         stack.push_async_callback(sts.close)
@@ -103,7 +110,7 @@ async def run_lab(profile: str, n_domains: int, seed: int, directory: Path, *,
         stack.callback(lab_json.unlink, missing_ok=True)
         _write_atomically(lab_json, {
             "resolver": dns.address, "smtp_port": fleets.port, "mta_sts_port": sts.port,
-            "strip_port": strip_port,
+            "strip_port": strip_port, "strip_clients": strip_clients,
             "control": server_address(control), "ca_pem": str(pki.ca_pem),
             "profile": profile, "domains": n_domains, "seed": seed, "hosts": n_hosts,
             "pid": os.getpid(), "directory": str(directory)})
@@ -152,7 +159,7 @@ class LabProcess:
     def start(cls, profile: str = "mixed", domains: int = 200, seed: int = 1,
               directory: Path | None = None, *, smtp_port: int = 0, dns_port: int = 0,
               latency_ms: tuple[int, int] | None = None, greet_pause_s: float = 0.3,
-              timeout: float = 300.0) -> LabProcess:
+              strip_clients: Sequence[str] = (), timeout: float = 300.0) -> LabProcess:
         """Start the lab and wait (up to `timeout` s) until its lab.json says it is ready."""
         if directory is None:
             raise ValueError("LabProcess.start needs a directory")
@@ -165,6 +172,7 @@ class LabProcess:
                 "--greet-pause", str(greet_pause_s)]
         if latency_ms is not None:
             args += ["--latency-ms", f"{latency_ms[0]}-{latency_ms[1]}"]
+        args += [f"--strip-client={ip}" for ip in strip_clients]
         env = dict(os.environ)
         root = str(Path(scanner.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))

@@ -106,7 +106,7 @@ async def _answer(s: Session, verb: str, argument: str) -> None:
 def _ehlo_lines(s: Session) -> list[str]:
     lines = [s.name, "PIPELINING", "SIZE 10240000"]
     if not s.tls:
-        if s.host.behaviour is B.MASKED:
+        if s.host.behaviour is B.MASKED or (s.stripped and s.host.behaviour not in _NO_STARTTLS):
             lines.append("XXXXXXXA")
         elif s.host.behaviour not in _NO_STARTTLS:
             lines.append("STARTTLS")
@@ -122,6 +122,9 @@ async def _starttls(s: Session) -> bool:
         return True
     if behaviour in _NO_STARTTLS:
         await s.reply(502, "5.5.1 Error: command not implemented")
+        return True
+    if s.stripped:  # the middlebox rewrote the command: the server never saw STARTTLS
+        await s.reply(502, "5.5.1 Unrecognized command")
         return True
     if behaviour is B.STARTTLS_454:
         await s.reply(454, "4.7.0 TLS not available due to local problem")

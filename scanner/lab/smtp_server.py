@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -42,9 +42,11 @@ class HostCounts:
 class SmtpFleet:
     """The running listeners of a lab, their open connections and their counters."""
 
-    def __init__(self, pki: LabPki, greet_pause_s: float) -> None:
+    def __init__(self, pki: LabPki, greet_pause_s: float,
+                 strip_clients: Collection[str] = ()) -> None:
         self.pki = pki
         self.greet_pause_s = greet_pause_s
+        self.strip_clients = frozenset(strip_clients)  # client addresses behind a stripping path
         self.hosts: dict[str, LabHost] = {}
         self._servers: list[asyncio.Server] = []
         self._tallies: dict[str, Tally] = {}
@@ -117,6 +119,9 @@ class SmtpFleet:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def _stripped(self, writer: asyncio.StreamWriter) -> bool:
+        return bool(self.strip_clients) and _peer_ip(writer) in self.strip_clients
+
     async def _serve(self, host: LabHost, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -128,7 +133,7 @@ class SmtpFleet:
         self._live[task] = writer
         tally.opened()
         session = Session(host, reader, writer, self.pki, self.greet_pause_s, self._running,
-                          tally)
+                          tally, stripped=self._stripped(writer))
         try:
             await converse(session)
         except asyncio.CancelledError:
@@ -141,6 +146,11 @@ class SmtpFleet:
             tally.closed()
             del self._live[task]
             await _close(session.writer)
+
+
+def _peer_ip(writer: asyncio.StreamWriter) -> str | None:
+    peer = writer.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -157,9 +167,14 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 
 
 async def start_smtp_fleet(hosts: Sequence[LabHost], port: int, pki: LabPki, *,
-                           greet_pause_s: float = 0.3) -> SmtpFleet:
-    """Start one listener per listening host on exactly (host.ip, port); refused hosts get none."""
-    fleet = SmtpFleet(pki, greet_pause_s)
+                           greet_pause_s: float = 0.3,
+                           strip_clients: Collection[str] = ()) -> SmtpFleet:
+    """Start one listener per listening host on exactly (host.ip, port); refused hosts get none.
+
+    Connections from an address in `strip_clients` see STARTTLS stripped (`XXXXXXXA` in EHLO,
+    502 to the command), as behind a stripping middlebox on that client's path.
+    """
+    fleet = SmtpFleet(pki, greet_pause_s, strip_clients)
     try:
         await fleet.listen(hosts, port)
     except BaseException:

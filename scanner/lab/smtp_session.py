@@ -52,11 +52,11 @@ class Session:
     """One client connection to one lab host."""
 
     __slots__ = ("host", "reader", "writer", "pki", "greet_pause_s", "running", "tally", "tls",
-                 "name", "_latency_s")
+                 "name", "stripped", "_latency_s")
 
     def __init__(self, host: LabHost, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, pki: LabPki, greet_pause_s: float,
-                 running: asyncio.Event, tally: Tally) -> None:
+                 running: asyncio.Event, tally: Tally, stripped: bool = False) -> None:
         self.host = host
         self.reader = reader
         self.writer = writer
@@ -65,6 +65,8 @@ class Session:
         self.running = running  # cleared while the fleet is paused
         self.tally = tally
         self.tls = False
+        # The client sits behind a stripping middlebox: STARTTLS is masked in both directions.
+        self.stripped = stripped
         # The name the host calls itself in EHLO replies.
         self.name = host.mx_names[0] if host.mx_names else (host.banner.split() or ["mx"])[0]
         self._latency_s = host.latency_ms / 1000

@@ -155,16 +155,18 @@ def free_port(ip: str) -> int:
 
 
 async def start_fleets(hosts: Sequence[LabHost], port: int, pki: LabPki, directory: Path, *,
-                       greet_pause_s: float) -> Fleets:
+                       greet_pause_s: float, strip_clients: Sequence[str] = ()) -> Fleets:
     """Start every host: in-process when few, in worker processes when many."""
     listening = [h for h in hosts if h.listens]
     for _attempt in range(5 if port == 0 else 1):
         chosen = port or free_port(listening[0].ip if listening else "127.1.0.1")
         try:
             if len(listening) <= MAX_HOSTS_PER_PROCESS:
-                fleet = await start_smtp_fleet(listening, chosen, pki, greet_pause_s=greet_pause_s)
+                fleet = await start_smtp_fleet(listening, chosen, pki, greet_pause_s=greet_pause_s,
+                                               strip_clients=strip_clients)
                 return LocalFleets(fleet, chosen)
-            return await _start_workers(listening, chosen, pki, directory, greet_pause_s)
+            return await _start_workers(listening, chosen, pki, directory, greet_pause_s,
+                                        strip_clients)
         except OSError:
             if port:
                 raise
@@ -197,7 +199,8 @@ def _load_pki(path: Path, directory: Path) -> LabPki:
 
 
 async def _start_workers(hosts: Sequence[LabHost], port: int, pki: LabPki, directory: Path,
-                         greet_pause_s: float) -> WorkerFleets:
+                         greet_pause_s: float, strip_clients: Sequence[str] = ()
+                         ) -> WorkerFleets:
     work = directory / "workers"
     work.mkdir(parents=True, exist_ok=True)
     _save_pki(pki, work / "pki.json")
@@ -214,6 +217,7 @@ async def _start_workers(hosts: Sequence[LabHost], port: int, pki: LabPki, direc
                 sys.executable, "-m", "scanner.lab.cli", "worker", "--hosts-file", str(shard),
                 "--dir", str(directory), "--smtp-port", str(port),
                 "--greet-pause", str(greet_pause_s),
+                *(f"--strip-client={ip}" for ip in strip_clients),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env))
         for proc in fleets.procs:
             assert proc.stdout is not None
@@ -229,12 +233,12 @@ async def _start_workers(hosts: Sequence[LabHost], port: int, pki: LabPki, direc
 
 
 async def run_worker(hosts_file: Path, directory: Path, port: int, *,
-                     greet_pause_s: float) -> int:
+                     greet_pause_s: float, strip_clients: Sequence[str] = ()) -> int:
     """A worker's life: serve its hosts until SIGTERM/SIGINT or its stdin closes."""
     hosts: list[LabHost] = pickle.loads(hosts_file.read_bytes())
     pki = _load_pki(directory / "workers" / "pki.json", directory)
-    fleets = LocalFleets(await start_smtp_fleet(hosts, port, pki, greet_pause_s=greet_pause_s),
-                         port)
+    fleets = LocalFleets(await start_smtp_fleet(hosts, port, pki, greet_pause_s=greet_pause_s,
+                                                strip_clients=strip_clients), port)
     control = await start_control_server(make_handler(fleets))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
