@@ -91,6 +91,17 @@ def shared_group_name(prime: int) -> str | None:
     return shared_primes().get(prime)
 
 
+@functools.cache
+def ffdhe_primes() -> dict[int, str]:
+    """prime -> name of the RFC 7919 groups, the named FFDHE groups of TLS."""
+    return {p: name for p, name in shared_primes().items() if name in _E_GROUPS}
+
+
+def ffdhe_group_name(prime: int) -> str | None:
+    """The RFC 7919 group of a prime (named as TLS reports it: "ffdhe2048"...), or None."""
+    return ffdhe_primes().get(prime)
+
+
 def prime_fingerprint(prime: int) -> str:
     """A short hex id of a prime (SHA-256 of its big-endian bytes), for grouping servers."""
     return hashlib.sha256(prime.to_bytes((prime.bit_length() + 7) // 8, "big")).hexdigest()[:16]

@@ -13,12 +13,11 @@ import pytest
 
 from scanner.cli import main
 from scanner.deep import dh_prime_of
-from scanner.dh_primes import prime_fingerprint, shared_group_name, shared_primes
+from scanner.dh_primes import ffdhe_group_name, prime_fingerprint, shared_group_name, shared_primes
 from scanner.lab.pki import DH1024_PEM
 from scanner.pipeline import Scan
 from scanner.sink.dataset import read_dataset
 from scanner.sink.schema import TRUTH_DEEP_COLUMNS
-from scanner.tls.handshake import _ffdhe_primes
 
 OAKLEY2 = int(
     "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A0879"
@@ -31,8 +30,11 @@ def test_shared_primes_include_the_standard_groups() -> None:
     assert primes[OAKLEY2] == "oakley2_1024"  # RFC 2409 §6.2, as printed there
     assert sorted({p.bit_length() for p in primes}) == [768, 1024, 1536, 2048, 3072, 4096,
                                                         6144, 8192]
-    for prime, name in _ffdhe_primes().items():  # the handshake parser's own RFC 7919 list
-        assert primes[prime] == name
+    ffdhe = {name: p for p, name in primes.items() if name.startswith("ffdhe")}
+    assert sorted(ffdhe) == ["ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", "ffdhe8192"]
+    for name, prime in ffdhe.items():  # what the handshake parser names a negotiated group
+        assert ffdhe_group_name(prime) == name
+    assert ffdhe_group_name(OAKLEY2) is None
 
 
 def test_the_lab_dh1024_prime_is_custom() -> None:

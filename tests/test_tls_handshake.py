@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scanner.dh_primes import ffdhe_primes
 from scanner.lab.behaviours import EXPECTED, NEGOTIATES_TLS, Behaviour
 from scanner.lab.model import LabHost
 from scanner.lab.pki import LabPki
@@ -30,7 +31,6 @@ from scanner.tls.handshake import (
     GROUPS,
     HandshakeObserver,
     KeyExchange,
-    _ffdhe_primes,
     key_exchange_of,
     parse_server_hello,
     parse_server_key_exchange,
@@ -314,7 +314,7 @@ def test_key_exchange_agrees_with_openssl_for_every_cipher() -> None:
 
 
 def test_ffdhe_primes_match_rfc7919() -> None:
-    primes = _ffdhe_primes()
+    primes = ffdhe_primes()
     assert {name: hashlib.sha256(p.to_bytes(p.bit_length() // 8, "big")).hexdigest()
             for p, name in primes.items()} == FFDHE_SHA256
 

@@ -8,11 +8,11 @@ Servers may be hostile: every parser returns None on malformed input and never r
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
+from scanner.dh_primes import ffdhe_group_name
 from scanner.records import TlsFacts
 
 log = logging.getLogger(__name__)
@@ -190,34 +190,12 @@ def parse_server_key_exchange(message: bytes) -> ServerKeyExchange | None:
         if p and g and ys:
             prime = int.from_bytes(p, "big")
             dh_bits = prime.bit_length()
-            dh_named = _ffdhe_primes().get(prime) if dh_bits in _FFDHE_X else None
+            dh_named = ffdhe_group_name(prime)
     except _Malformed:
         pass
     if ec_group is None and not ec_explicit and dh_bits is None:
         return None
     return ServerKeyExchange(ec_group, ec_explicit, dh_bits, dh_named)
-
-
-# RFC 7919 Appendix A: p = 2^b - 2^(b-64) + (floor(2^(b-130) * e) + X) * 2^64 - 1.
-_FFDHE_X = {2048: 560316, 3072: 2625351, 4096: 5736041, 6144: 15705020, 8192: 10965728}
-
-
-def _e_times_power_of_two(bits: int) -> int:
-    """floor(e * 2**bits), from the series sum of 1/k! with guard bits."""
-    guard = 64
-    term, total, k = 1 << (bits + guard), 0, 0
-    while term:
-        total += term
-        k += 1
-        term //= k
-    return total >> guard
-
-
-@functools.cache
-def _ffdhe_primes() -> dict[int, str]:
-    """The RFC 7919 primes, computed once rather than shipped as 6 kB of hex."""
-    return {(1 << b) - (1 << (b - 64)) + ((_e_times_power_of_two(b - 130) + x) << 64) - 1:
-            f"ffdhe{b}" for b, x in _FFDHE_X.items()}
 
 
 class HandshakeObserver:
