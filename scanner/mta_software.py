@@ -1,8 +1,8 @@
 """MTA software from the SMTP greeting (and EHLO lines): a small, conservative fingerprint.
 
 Banners are whatever the operator configured, so this only names software that announces
-itself; everything else is "unknown" (and a missing banner is None). Kept free of statistics
-so it can later become a `hosts` column.
+itself; everything else is "unknown" (and a missing banner is None). The pipeline stores it in
+the `hosts` columns `mta_software` and `mta_version`; statistics read those columns.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 
 UNKNOWN = "unknown"
 
+# "Exim 4.96", "Sendmail 8.15.2/8.15.2", "Postfix 3.7.10", "Version: 15.1.2507.39" (Exchange)
+_VERSION = re.compile(
+    r"\b(?:exim|sendmail|postfix|qmail|opensmtpd|haraka|mdaemon|kerio connect|communigate pro)"
+    r"[ /]v?(\d+(?:\.\d+)+)|\bversion:? (\d+(?:\.\d+)+)", re.IGNORECASE)
+
 
 def mta_software(banner: str | None, ehlo_lines: Sequence[str] = ()) -> str | None:
     """The MTA software a greeting announces ("postfix", "exim", ...), "unknown", or None."""
@@ -48,3 +53,11 @@ def mta_software(banner: str | None, ehlo_lines: Sequence[str] = ()) -> str | No
             if pattern.search(text):
                 return name
     return UNKNOWN
+
+
+def mta_version(banner: str | None) -> str | None:
+    """The software version a greeting announces ("4.96" of "ESMTP Exim 4.96"), or None."""
+    match = _VERSION.search(banner or "")
+    if match is None:
+        return None
+    return match.group(1) or match.group(2)

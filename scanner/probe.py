@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from scanner.config import ScanConfig
+from scanner.mta_software import mta_software, mta_version
 from scanner.outcome import host_outcome
 from scanner.records import CertificateRecord, HostRecord, ProbeTarget, SmtpProbe
 from scanner.smtp import SmtpProber
-from scanner.status import ConnectStatus, HostOutcome
+from scanner.status import ConnectStatus, HostOutcome, ReplyStatus
 from scanner.tls.certs import leaf_names, parse_certificate
 from scanner.tls.context import ProbeContext
 from scanner.tls.verify import ChainVerifier
@@ -75,9 +76,14 @@ class HostAnalyser:
             verdict = self._verifier.verify(probe.chain_der)
         elif outcome is HostOutcome.TLS_OK:
             verdict = self._verifier.verify(())
+        software = version = None
+        if probe.greeting_status is ReplyStatus.OK:
+            software = mta_software(probe.banner, probe.ehlo_lines)
+            version = mta_version(probe.banner)
         record = HostRecord(probe=probe, outcome=outcome, mx_hostnames=mx_hostnames,
                             leaf_sha256=chain_sha[0] if chain_sha else None,
-                            chain_sha256=chain_sha, chain=verdict, leaf_names=names)
+                            chain_sha256=chain_sha, chain=verdict, leaf_names=names,
+                            mta_software=software, mta_version=version)
         return record, new_certs
 
     def _parse(self, sha: str, der: bytes) -> CertificateRecord:

@@ -170,6 +170,8 @@ class HostRecord:
     chain_sha256: tuple[str, ...]
     chain: ChainVerdict | None  # None when no certificate was received
     leaf_names: tuple[str, ...] = ()  # DNS SANs (or CN when no SAN) used for name matching
+    mta_software: str | None = None  # from the 220 greeting; None when none was received
+    mta_version: str | None = None  # None when the greeting does not say
     # --deep (None / empty unless deep_checked): what the host accepts beyond our default offer
     deep_checked: bool = False
     tls_versions_accepted: tuple[str, ...] = ()

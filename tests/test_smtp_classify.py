@@ -165,3 +165,19 @@ async def test_deadline_ends_a_trickling_greeting(fake_internet: Any, fast_confi
     assert probe.greeting_status is ReplyStatus.TIMEOUT
     assert probe.error_detail and "deadline" in probe.error_detail
     assert 900 <= probe.total_ms < 3000
+
+
+@pytest.mark.parametrize(("banner", "software", "version"), [
+    ("mx.example.test ESMTP Exim 4.96 Tue, 24 Nov 2026", "exim", "4.96"),
+    ("mail.example.test ESMTP Sendmail 8.15.2/8.15.2; Tue", "sendmail", "8.15.2"),
+    ("mx.example.test ESMTP Postfix (Debian/GNU)", "postfix", None),
+    ("EX01.example.test Microsoft ESMTP MAIL Service ready at Tue, Version: 15.1.2507.39",
+     "exchange", "15.1.2507.39"),
+    ("mx.example.test ESMTP ready", "unknown", None),
+])
+def test_mta_software_and_version_from_banner(banner: str, software: str,
+                                              version: str | None) -> None:
+    from scanner.mta_software import mta_software, mta_version
+
+    assert mta_software(banner) == software
+    assert mta_version(banner) == version

@@ -22,6 +22,8 @@ class LabHost:
     banner: str  # greeting text after "220 ", e.g. "mx1.example.test ESMTP Postfix (Debian/GNU)"
     latency_ms: int = 0  # delay before every reply, so concurrency matters
     cert_names: tuple[str, ...] = ()
+    software: str | None = None  # the MTA the banner announces, as the truth states it
+    software_version: str | None = None
 
     @property
     def listens(self) -> bool:

@@ -32,8 +32,13 @@ STS_ADDRESS = "127.0.0.1"
 INVALID_LINES = ("bad..name", "-x.test", "user@example.test", "a" * 64 + ".test")
 IDN_DOMAIN = "blåbær.test"
 IDN_ALABEL = "xn--blbr-roah.test"
-_SOFTWARE = ("ESMTP Postfix", "ESMTP Postfix (Debian/GNU)", "ESMTP Exim 4.72",
-             "Microsoft ESMTP MAIL Service ready", "ESMTP Sendmail 8.14.4", "ESMTP qmail")
+#: Greeting texts of the usual MTAs, with the software and version each announces.
+_SOFTWARE = (("ESMTP Postfix", "postfix", None),
+             ("ESMTP Postfix (Debian/GNU)", "postfix", None),
+             ("ESMTP Exim 4.72", "exim", "4.72"),
+             ("Microsoft ESMTP MAIL Service ready", "exchange", None),
+             ("ESMTP Sendmail 8.14.4/8.14.4", "sendmail", "8.14.4"),
+             ("ESMTP qmail", "qmail", None))
 _WORDS = ("fjord", "bakeri", "fiske", "skog", "data", "bygg", "regnskap", "elektro", "hytte",
           "turisme", "advokat", "tann", "maling", "ror", "transport", "butikk", "kafe", "kunst",
           "musikk", "sport", "frisor", "auto", "media", "konsult", "eiendom", "energi", "helse")
@@ -226,12 +231,16 @@ class Builder:
 
     def build(self) -> Population:
         """Freeze into a Population."""
-        hosts = tuple(
-            LabHost(ip=h.ip, behaviour=h.behaviour, mx_names=tuple(h.names),
-                    banner=f"{(h.names or [h.ip])[0]} {self.rng.choice(_SOFTWARE)}",
-                    latency_ms=h.latency_ms, cert_names=tuple(h.names + h.aliases))
-            for h in self.hosts)
-        return Population(self.profile, self.seed, tuple(self.domains), hosts, self.addresses,
+        hosts = []
+        for h in self.hosts:
+            text, software, version = self.rng.choice(_SOFTWARE)
+            hosts.append(LabHost(
+                ip=h.ip, behaviour=h.behaviour, mx_names=tuple(h.names),
+                banner=f"{(h.names or [h.ip])[0]} {text}", latency_ms=h.latency_ms,
+                cert_names=tuple(h.names + h.aliases), software=software,
+                software_version=version))
+        return Population(self.profile, self.seed, tuple(self.domains), tuple(hosts),
+                          self.addresses,
                           self.cnames, self.txt, self.tlsa, self.policies)
 
 

@@ -30,7 +30,7 @@ from scanner.sink.schema import (
     TRUTH_EDGE_COLUMNS,
     TRUTH_HOST_COLUMNS,
 )
-from scanner.status import DnsStatus, MxSource, StartTlsClass
+from scanner.status import DnsStatus, MxSource, ReplyStatus, StartTlsClass
 
 try:  # the name the lab PKI puts in wrong_name certificates
     from scanner.lab.pki import WRONG_NAME
@@ -143,6 +143,13 @@ def domain_rows(population: Population) -> Iterable[tuple[Any, ...]]:
             yield judge.row(domain)
 
 
+def _software(host: LabHost) -> tuple[str | None, str | None]:
+    """What the banner announces, when the scan receives the host's 220 greeting."""
+    if EXPECTED[host.behaviour].greeting_status is not ReplyStatus.OK:
+        return None, None
+    return host.software or "unknown", host.software_version
+
+
 def host_rows(population: Population, port: int) -> Iterable[tuple[Any, ...]]:
     """Truth rows (HOST_TRUTH order) for every host."""
     for h in population.hosts:
@@ -152,7 +159,7 @@ def host_rows(population: Population, port: int) -> Iterable[tuple[Any, ...]]:
                e.ehlo_tls_status.value, e.starttls_offered, e.tls_version, e.forward_secrecy,
                e.kex_group, e.kex_bits, e.chain_valid,
                e.verify_error.value if e.verify_error else None, leaf_names(h),
-               h.behaviour.value, h.cert_names or h.mx_names, h.latency_ms,
+               *_software(h), h.behaviour.value, h.cert_names or h.mx_names, h.latency_ms,
                *deep_values(h.behaviour))
 
 

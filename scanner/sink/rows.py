@@ -214,6 +214,8 @@ def append_host(buf: ColumnBuffer, rec: HostRecord) -> None:
     c["verify_error"].append(None if chain is None or chain.valid else chain.status)
     c["verify_detail"].append(chain.detail if chain else None)
     c["leaf_names"].append(rec.leaf_names)
+    c["mta_software"].append(rec.mta_software)
+    c["mta_version"].append(rec.mta_version)
     c["connect_ms"].append(p.connect_ms)
     c["greeting_ms"].append(p.greeting_ms)
     c["ehlo_ms"].append(p.ehlo_ms)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 _STATUS = pa.dictionary(pa.int32(), pa.string())
 _TS = pa.timestamp("us", tz="UTC")
@@ -118,6 +118,8 @@ HOSTS = _schema("hosts", [
     pa.field("verify_error", _STATUS),
     pa.field("verify_detail", pa.string()),
     pa.field("leaf_names", _STRINGS),
+    pa.field("mta_software", _STATUS),
+    pa.field("mta_version", pa.string()),
     pa.field("connect_ms", pa.int32()),
     pa.field("greeting_ms", pa.int32()),
     pa.field("ehlo_ms", pa.int32()),
@@ -173,7 +175,7 @@ TRUTH_DOMAIN_COLUMNS = ("domain", "status", "mx_source", "n_mx_hosts", "n_addres
 TRUTH_HOST_COLUMNS = ("ip", "port", "outcome", "connect_status", "greeting_status", "ehlo_status",
                       "starttls_status", "handshake_status", "ehlo_tls_status", "starttls_offered",
                       "tls_version", "forward_secrecy", "kex_group", "kex_bits", "chain_valid",
-                      "verify_error", "leaf_names")
+                      "verify_error", "leaf_names", "mta_software", "mta_version")
 TRUTH_EDGE_COLUMNS = ("domain", "mx_hostname", "ip", "tlsa_status", "dane_status",
                       "mta_sts_mx_match", "mta_sts_ok")
 #: Host truth of `--deep` scans only (a default scan leaves these columns empty).
