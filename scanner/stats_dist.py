@@ -15,7 +15,6 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from scanner.mta_software import mta_software
 from scanner.sink.dataset import read_dataset, read_manifest
 
 #: The certificate problems, in the order tables show them.
@@ -55,7 +54,7 @@ def _top(counter: Counter[str], top: int = TOP) -> dict[str, int]:
 def distributions(outdir: Path) -> dict[str, Any]:
     """Every distribution of the report, as a JSON-ready dict of counts with denominators."""
     hosts = read_dataset(outdir, "hosts", columns=[
-        "ip", "outcome", "ehlo_status", "banner", "ehlo_lines", "tls_version", "tls_cipher",
+        "ip", "outcome", "ehlo_status", "banner", "mta_software", "tls_version", "tls_cipher",
         "kex_group", "kex_bits", "leaf_sha256", "chain_valid", "verify_error"]).to_pylist()
     edges = read_dataset(outdir, "domain_mx", columns=["ip", "name_match"])
     named = set(pc.filter(edges.column("ip"),
@@ -77,7 +76,7 @@ def distributions(outdir: Path) -> dict[str, Any]:
         if h["ehlo_status"] != "ok" or h["outcome"] in ("excluded", "private_address"):
             continue
         answered += 1
-        software[mta_software(h["banner"], h["ehlo_lines"] or ()) or "(no banner)"] += 1
+        software[h["mta_software"] or "(no banner)"] += 1  # the pipeline's fingerprint
         if h["banner"] is not None:
             banners[banner_text(h["banner"])] += 1
         if h["outcome"] != "tls_ok":
