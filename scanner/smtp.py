@@ -2,26 +2,19 @@
 
 Connect, read the final `220 ` greeting, EHLO, STARTTLS when offered, TLS handshake, EHLO again,
 QUIT. Never MAIL, RCPT or DATA. Each step runs under its own timeout inside the per-address
-deadline; every outcome becomes a status in this module, and the record keeps what was learned
-before the conversation ended. Replies are bounded by aiosmtplib's protocol (8 KiB per line,
-32 KiB per reply).
+deadline; every outcome becomes a status (classified in `smtp_status`), and the record keeps
+what was learned before the conversation ended. Replies are bounded by aiosmtplib's protocol
+(8 KiB per line, 32 KiB per reply).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiosmtplib.errors import (
-    SMTPReadTimeoutError,
-    SMTPResponseException,
-    SMTPServerDisconnected,
-)
 from aiosmtplib.protocol import SMTPProtocol
 from aiosmtplib.response import SMTPResponse
 
@@ -34,21 +27,18 @@ from scanner.ehlo_parse import (
     starttls_offered,
 )
 from scanner.records import ProbeTarget, SmtpProbe, TlsFacts
+from scanner.smtp_status import (
+    STARTTLS_FROM_REPLY,
+    ReplyError,
+    connect_status_from,
+    handshake_status_from,
+    reply_error_from,
+    unexpected_reply_status,
+)
 from scanner.status import ConnectStatus, HandshakeStatus, ReplyStatus, StartTlsStatus
 from scanner.tls.context import ProbeContext, unverified_chain_der
 
 log = logging.getLogger(__name__)
-
-
-class _ReplyError(Exception):
-    """A reply step ended without a usable reply; carries the step status."""
-
-    def __init__(self, status: ReplyStatus, detail: str, code: int | None = None,
-                 text: str | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.text = text
 
 
 @dataclass(slots=True)
@@ -58,103 +48,6 @@ class _Probe:
     fields: dict[str, object] = field(default_factory=dict)
     step: str = "connect"
     protocol: SMTPProtocol | None = None  # set as soon as connected, so any ending can close it
-
-
-def reply_status(code: int) -> ReplyStatus:
-    """Map a negative reply code to a status; 2xx/3xx are OK."""
-    if 200 <= code < 400:
-        return ReplyStatus.OK
-    if code == 421:
-        return ReplyStatus.REJECTED_421
-    if 400 <= code < 500:
-        return ReplyStatus.REJECTED_4XX
-    if code == 554:
-        return ReplyStatus.REJECTED_554
-    if 500 <= code < 600:
-        return ReplyStatus.REJECTED_5XX
-    return ReplyStatus.PROTOCOL_ERROR
-
-
-_OWN_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-
-
-def connect_status_from(exc: BaseException) -> ConnectStatus:
-    """Classify a failed TCP connect."""
-    if isinstance(exc, TimeoutError):
-        return ConnectStatus.TIMEOUT
-    if isinstance(exc, ConnectionRefusedError):
-        return ConnectStatus.REFUSED
-    if isinstance(exc, ConnectionResetError):
-        return ConnectStatus.RESET
-    if isinstance(exc, OSError) and exc.errno in _OWN_RESOURCES:
-        # our process or host ran out of something: never a fact about the server
-        return ConnectStatus.INTERNAL_ERROR
-    if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH,
-                                                   errno.EADDRNOTAVAIL):
-        return ConnectStatus.UNREACHABLE
-    return ConnectStatus.ERROR
-
-
-def _reply_error_from(exc: BaseException) -> _ReplyError:
-    """Turn an exception raised while waiting for a reply into a _ReplyError."""
-    if isinstance(exc, _ReplyError):
-        return exc
-    if isinstance(exc, SMTPReadTimeoutError | TimeoutError):
-        return _ReplyError(ReplyStatus.TIMEOUT, str(exc) or "timeout")
-    if isinstance(exc, SMTPResponseException) and exc.code == -1:
-        if "too long" in exc.message:
-            return _ReplyError(ReplyStatus.REPLY_TOO_LONG, exc.message)
-        return _ReplyError(ReplyStatus.PROTOCOL_ERROR, exc.message)
-    if isinstance(exc, SMTPServerDisconnected):
-        if isinstance(exc.__cause__, ConnectionResetError):
-            return _ReplyError(ReplyStatus.RESET, f"{exc}: {exc.__cause__}")
-        return _ReplyError(ReplyStatus.CLOSED, str(exc))
-    if isinstance(exc, ConnectionResetError):
-        return _ReplyError(ReplyStatus.RESET, str(exc))
-    if isinstance(exc, ConnectionError):
-        return _ReplyError(ReplyStatus.CLOSED, str(exc))
-    return _ReplyError(ReplyStatus.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-
-
-_STARTTLS_FROM_REPLY = {
-    ReplyStatus.TIMEOUT: StartTlsStatus.TIMEOUT,
-    ReplyStatus.CLOSED: StartTlsStatus.CLOSED,
-    ReplyStatus.RESET: StartTlsStatus.RESET,
-    ReplyStatus.PROTOCOL_ERROR: StartTlsStatus.PROTOCOL_ERROR,
-    ReplyStatus.REPLY_TOO_LONG: StartTlsStatus.REPLY_TOO_LONG,
-    ReplyStatus.REJECTED_421: StartTlsStatus.REJECTED_4XX,
-    ReplyStatus.REJECTED_4XX: StartTlsStatus.REJECTED_4XX,
-    ReplyStatus.REJECTED_554: StartTlsStatus.REJECTED_5XX,
-    ReplyStatus.REJECTED_5XX: StartTlsStatus.REJECTED_5XX,
-    ReplyStatus.INTERNAL_ERROR: StartTlsStatus.INTERNAL_ERROR,
-}
-
-# OpenSSL reasons meaning "what came back is not TLS at all" (plaintext after the 220).
-_NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST",
-                    "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE", "UNEXPECTED_RECORD")
-
-
-def handshake_status_from(exc: BaseException) -> tuple[HandshakeStatus, str | None]:
-    """Classify a failed TLS handshake; the second value is the alert name when one was sent."""
-    if isinstance(exc, TimeoutError):
-        return HandshakeStatus.TIMEOUT, None
-    if isinstance(exc, ssl.SSLError):
-        reason = (exc.reason or "").upper()
-        if "ALERT" in reason:
-            alert = reason.split("ALERT_", 1)[-1].lower()
-            return HandshakeStatus.ALERT, alert
-        if isinstance(exc, ssl.SSLEOFError) or "EOF" in reason:
-            return HandshakeStatus.CLOSED, None
-        if any(r in reason for r in _NOT_TLS_REASONS):
-            return HandshakeStatus.PROTOCOL_ERROR, None
-        return HandshakeStatus.FAILED, None
-    if isinstance(exc, ConnectionResetError):
-        return HandshakeStatus.RESET, None
-    if isinstance(exc, ConnectionAbortedError):
-        return HandshakeStatus.TIMEOUT, None
-    if isinstance(exc, ConnectionError | EOFError):
-        return HandshakeStatus.CLOSED, None
-    return HandshakeStatus.INTERNAL_ERROR, None
 
 
 _STEP_STATUS: dict[str, type[ConnectStatus | StartTlsStatus | HandshakeStatus | ReplyStatus]] = {
@@ -233,9 +126,9 @@ class SmtpProber:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise _reply_error_from(exc) from exc
+            raise reply_error_from(exc) from exc
         if has_control_bytes(reply.message):
-            raise _ReplyError(ReplyStatus.PROTOCOL_ERROR, "control bytes in reply",
+            raise ReplyError(ReplyStatus.PROTOCOL_ERROR, "control bytes in reply",
                               reply.code, reply.message)
         return reply
 
@@ -267,7 +160,7 @@ class SmtpProber:
         t = time.monotonic()
         try:
             greeting = await self._read(protocol, None, cfg.greeting)
-        except _ReplyError as err:
+        except ReplyError as err:
             f["greeting_status"] = err.status
             f["greeting_ms"] = _ms(t)
             f["greeting_code"] = err.code
@@ -278,8 +171,7 @@ class SmtpProber:
         f["greeting_code"] = greeting.code
         f["banner"] = greeting.message
         if greeting.code != 220:
-            f["greeting_status"] = reply_status(greeting.code) if greeting.code >= 400 \
-                else ReplyStatus.PROTOCOL_ERROR
+            f["greeting_status"] = unexpected_reply_status(greeting.code)
             f["error_detail"] = f"greeting: {greeting.code}"
             await self._quit(protocol, state)
             return
@@ -290,7 +182,7 @@ class SmtpProber:
         t = time.monotonic()
         try:
             ehlo = await self._read(protocol, b"EHLO " + self._ehlo, cfg.command)
-        except _ReplyError as err:
+        except ReplyError as err:
             f["ehlo_status"] = err.status
             f["ehlo_ms"] = _ms(t)
             f["ehlo_code"] = err.code
@@ -301,8 +193,7 @@ class SmtpProber:
         lines = split_reply_lines(ehlo.message)
         f["ehlo_lines"] = lines[1:]
         if ehlo.code != 250:
-            f["ehlo_status"] = reply_status(ehlo.code) if ehlo.code >= 400 \
-                else ReplyStatus.PROTOCOL_ERROR
+            f["ehlo_status"] = unexpected_reply_status(ehlo.code)
             f["error_detail"] = f"EHLO: {ehlo.code} {ehlo.message[:200]}"
             await self._quit(protocol, state)
             return
@@ -322,8 +213,8 @@ class SmtpProber:
         t = time.monotonic()
         try:
             reply = await self._read(protocol, b"STARTTLS", cfg.starttls)
-        except _ReplyError as err:
-            f["starttls_status"] = _STARTTLS_FROM_REPLY[err.status]
+        except ReplyError as err:
+            f["starttls_status"] = STARTTLS_FROM_REPLY[err.status]
             f["starttls_ms"] = _ms(t)
             f["starttls_code"] = err.code
             f["error_detail"] = f"STARTTLS: {err}"
@@ -335,9 +226,7 @@ class SmtpProber:
             if reply.code == 454:
                 f["starttls_status"] = StartTlsStatus.TLS_UNAVAILABLE_454
             else:
-                status = reply_status(reply.code)
-                f["starttls_status"] = _STARTTLS_FROM_REPLY.get(status,
-                                                                StartTlsStatus.PROTOCOL_ERROR)
+                f["starttls_status"] = STARTTLS_FROM_REPLY[unexpected_reply_status(reply.code)]
             await self._quit(protocol, state)
             return
         f["starttls_status"] = StartTlsStatus.OK
@@ -352,15 +241,15 @@ class SmtpProber:
         state.step = "ehlo_tls"
         try:
             ehlo2 = await self._read(protocol, b"EHLO " + self._ehlo, cfg.command)
-        except _ReplyError as err:
+        except ReplyError as err:
             f["ehlo_tls_status"] = err.status
             f["error_detail"] = f"EHLO after TLS: {err}"
             return
-        f["ehlo_tls_status"] = reply_status(ehlo2.code) if ehlo2.code != 250 else ReplyStatus.OK
+        f["ehlo_tls_status"] = ReplyStatus.OK if ehlo2.code == 250 \
+            else unexpected_reply_status(ehlo2.code)
         if ehlo2.code == 250:
             f["ehlo_tls_extensions"] = ehlo_extensions(split_reply_lines(ehlo2.message)[1:])
         await self._quit(protocol, state)
-        return
 
     async def _handshake(self, protocol: SMTPProtocol, transport: asyncio.BaseTransport,
                          state: _Probe) -> asyncio.BaseTransport | None:
@@ -372,7 +261,6 @@ class SmtpProber:
         # anything buffered is discarded, as aiosmtplib's own start_tls does.
         del protocol._buffer[:]
         t = time.monotonic()
-        ssl_object = None
         try:
             async with asyncio.timeout(timeout):
                 tls_transport = await loop.start_tls(

@@ -32,7 +32,7 @@ from scanner.ehlo_parse import (
     starttls_offered,
 )
 from scanner.sink.dataset import read_dataset, read_manifest
-from scanner.smtp import _reply_error_from, reply_status
+from scanner.smtp_status import reply_error_from, reply_status
 from scanner.status import ReplyStatus
 
 FAST = ["--timeout-dns", "0.5", "--timeout-connect", "1", "--timeout-greeting", "1.5",
@@ -232,7 +232,7 @@ def test_any_server_bytes_become_a_reply_or_a_classified_status(chunks: list[byt
     try:
         reply = asyncio.run(_read_reply(chunks))
     except Exception as exc:  # what the prober would classify
-        status = _reply_error_from(exc).status
+        status = reply_error_from(exc).status
         assert status is not ReplyStatus.INTERNAL_ERROR, repr(exc)
         return
     assert 0 <= reply.code <= 999

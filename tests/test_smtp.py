@@ -15,7 +15,8 @@ from scanner.config import ScanConfig
 from scanner.lab.behaviours import EXPECTED, Behaviour, ExpectedHost
 from scanner.outcome import host_outcome
 from scanner.records import ProbeTarget, SmtpProbe
-from scanner.smtp import SmtpProber, connect_status_from
+from scanner.smtp import SmtpProber
+from scanner.smtp_status import connect_status_from
 from scanner.status import (
     ConnectStatus,
     HandshakeStatus,

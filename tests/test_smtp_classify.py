@@ -15,12 +15,13 @@ from scanner.config import Timeouts
 from scanner.ehlo_parse import ehlo_extensions, has_control_bytes, starttls_masked
 from scanner.outcome import host_outcome
 from scanner.records import ProbeTarget, SmtpProbe
-from scanner.smtp import (
-    SmtpProber,
-    _reply_error_from,
+from scanner.smtp import SmtpProber
+from scanner.smtp_status import (
     connect_status_from,
     handshake_status_from,
+    reply_error_from,
     reply_status,
+    unexpected_reply_status,
 )
 from scanner.status import (
     ConnectStatus,
@@ -40,6 +41,17 @@ from scanner.tls.context import make_probe_context
 ])
 def test_reply_codes(code: int, status: ReplyStatus) -> None:
     assert reply_status(code) is status
+
+
+@pytest.mark.parametrize(("code", "status"), [
+    (250, ReplyStatus.PROTOCOL_ERROR), (220, ReplyStatus.PROTOCOL_ERROR),
+    (354, ReplyStatus.PROTOCOL_ERROR), (421, ReplyStatus.REJECTED_421),
+    (451, ReplyStatus.REJECTED_4XX), (554, ReplyStatus.REJECTED_554),
+    (502, ReplyStatus.REJECTED_5XX), (-1, ReplyStatus.PROTOCOL_ERROR),
+])
+def test_reply_where_another_was_expected(code: int, status: ReplyStatus) -> None:
+    """A 250 where the greeting belongs is a protocol error, never a success."""
+    assert unexpected_reply_status(code) is status
 
 
 @pytest.mark.parametrize(("exc", "status"), [
@@ -85,13 +97,13 @@ def test_handshake_failures(exc: BaseException, status: HandshakeStatus, alert: 
     (RuntimeError("bug"), ReplyStatus.INTERNAL_ERROR),
 ])
 def test_reply_failures(exc: BaseException, status: ReplyStatus) -> None:
-    assert _reply_error_from(exc).status is status
+    assert reply_error_from(exc).status is status
 
 
 def test_disconnect_caused_by_reset_is_reset() -> None:
     exc = SMTPServerDisconnected("Connection lost")
     exc.__cause__ = ConnectionResetError()
-    assert _reply_error_from(exc).status is ReplyStatus.RESET
+    assert reply_error_from(exc).status is ReplyStatus.RESET
 
 
 @pytest.mark.parametrize(("lines", "extensions", "masked"), [
