@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from scanner.config import ScanConfig
 from scanner.dns import MailResolver
+from scanner.gc_policy import bulk_collector
 from scanner.inputs import InputError, check_inputs
 from scanner.pipeline import Scan, ScanCounts
 from scanner.records import DomainRecord, HostRecord
@@ -128,7 +129,8 @@ def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
 
     try:
         try:
-            counts = asyncio.run(main())
+            with bulk_collector():
+                counts = asyncio.run(main())
         except BaseExceptionGroup as group:
             raise _first_of(group) from group
     except (asyncio.CancelledError, KeyboardInterrupt):
