@@ -4,7 +4,9 @@ dnspython's async resolver opens a socket, builds a message and runs its resolut
 for every query: at ~1 ms CPU each, the policy lookups (four TXT per domain, TLSA per MX host)
 were 60 % of a national survey's CPU (py-spy, benchmarks/RESULTS.md). This stub writes the
 query bytes directly, keeps one socket per server for the whole scan, and hands the reply to
-dnspython's parser; a truncated (TC) answer is asked again over TCP by dnspython.
+dnspython's parser; a truncated (TC) answer is asked again over TCP by dnspython. A reply with
+no answer records (NXDOMAIN, NODATA, SERVFAIL: most policy lookups) is read from its 12-byte
+header alone (RFC 1035 §4.1.1) and never parsed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import socket
 import struct
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dns.asyncquery
 import dns.exception
@@ -27,6 +30,15 @@ _FLAGS = dns.flags.RD | dns.flags.AD  # AD asks for the AD bit (RFC 6840 §5.7)
 _OPT = b"\x00" + struct.pack("!HHIH", 41, 1232, 0x8000, 0)
 _RECV_BUFFER = 1 << 21
 _MAX_DATAGRAM = 65535
+
+
+@dataclass(frozen=True, slots=True)
+class StubReply:
+    """An answer: header rcode and flags, and the parsed message when it has answer records."""
+
+    rcode: int
+    flags: int
+    message: dns.message.QueryMessage | None
 
 
 def question_wire(name: str, rdtype: int) -> bytes:
@@ -117,7 +129,7 @@ class UdpStub:
             server = self._servers[address] = _Server(address)
         return server
 
-    async def query(self, name: str, rdtype: int) -> dns.message.QueryMessage:
+    async def query(self, name: str, rdtype: int) -> StubReply:
         """The reply to one query; raises dns.exception.Timeout when no server answered."""
         question = question_wire(name, rdtype)
         for _ in range(self._tries):
@@ -141,12 +153,10 @@ class UdpStub:
         finally:
             del server.pending[qid]
 
-    async def _parse(self, reply: bytes, question: bytes,
-                     address: tuple[str, int]) -> dns.message.QueryMessage:
-        if reply[6:8] == b"\0\0" and not reply[2] & 0x02:
-            # no answer records (NXDOMAIN/NODATA, most policy lookups): only the header counts,
-            # so the authority and additional sections are not parsed
-            reply = reply[:6] + b"\0" * 6 + question
+    async def _parse(self, reply: bytes, question: bytes, address: tuple[str, int]) -> StubReply:
+        flags = int.from_bytes(reply[2:4], "big")
+        if reply[6:8] == b"\0\0" and not flags & dns.flags.TC:
+            return StubReply(flags & 0x000F, flags, None)  # no answer records: the header says all
         message = dns.message.from_wire(reply)
         if message.flags & dns.flags.TC:
             query = dns.message.from_wire(reply[:2] + struct.pack("!HHHHH", _FLAGS, 1, 0, 0, 0)
@@ -157,7 +167,7 @@ class UdpStub:
         if not isinstance(message, dns.message.QueryMessage):
             raise dns.exception.FormError(  # type: ignore[no-untyped-call]
                 "the reply is not an answer to a query")
-        return message
+        return StubReply(message.rcode(), message.flags, message)
 
     def close(self) -> None:
         """Release the sockets."""

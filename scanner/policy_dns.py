@@ -9,6 +9,7 @@ the same host (e.g. unbound on 127.0.0.1) for real scans.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from scanner.dns_udp import UdpStub
 from scanner.status import DnsStatus
 
 log = logging.getLogger(__name__)
+
+#: type name -> code (dnspython's from_text goes through its enum machinery on each call)
+_rdtype = functools.cache(dns.rdatatype.from_text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,23 +76,24 @@ class PolicyResolver:
 
     async def query(self, name: str, rdtype: str) -> PolicyAnswer:
         """The records of one type at a name; every failure becomes a status."""
-        wanted = dns.rdatatype.from_text(rdtype)
+        wanted = _rdtype(rdtype)
         try:
             async with self._sem:
                 reply = await self._stub.query(name, wanted)
-            rcode = reply.rcode()
-            chain = reply.resolve_chaining() if rcode == dns.rcode.NOERROR else None
+            rcode = reply.rcode
+            chain = reply.message.resolve_chaining() \
+                if rcode == dns.rcode.NOERROR and reply.message is not None else None
         except dns.exception.Timeout as exc:
             return PolicyAnswer(DnsStatus.TIMEOUT, detail=str(exc))
         except dns.exception.DNSException as exc:
             return PolicyAnswer(DnsStatus.ERROR, detail=f"{type(exc).__name__}: {exc}")
         if rcode == dns.rcode.NXDOMAIN:
             return PolicyAnswer(DnsStatus.NXDOMAIN)
-        if chain is None:  # SERVFAIL, REFUSED...
-            return PolicyAnswer(DnsStatus.SERVFAIL,
-                                detail=f"the server answered {dns.rcode.to_text(rcode)}")
         ad = bool(reply.flags & dns.flags.AD)
-        records = tuple(chain.answer) if chain.answer is not None and \
+        if rcode != dns.rcode.NOERROR:  # SERVFAIL, REFUSED...
+            answered = dns.rcode.to_text(dns.rcode.Rcode(rcode))
+            return PolicyAnswer(DnsStatus.SERVFAIL, detail=f"the server answered {answered}")
+        records = tuple(chain.answer) if chain is not None and chain.answer is not None and \
             chain.answer.rdtype == wanted else ()
         if not records:
             return PolicyAnswer(DnsStatus.NODATA, authenticated=ad)
