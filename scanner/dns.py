@@ -117,7 +117,7 @@ class MailResolver:
             return DnsStatus.OK, MxSource.NULL, (), None
         if not targets:  # an answer without MX records (a CNAME alone) is NODATA too
             return await self._implicit(domain)
-        found = await asyncio.gather(*(self._hosts.get(name) for _, name in targets))
+        found = await self._hosts.get_many([name for _, name in targets])
         hosts = sorted((MxHost(name=name, preference=pref, addresses=f.addresses,
                                address_status=f.status, cname_target=f.cname_target,
                                error_detail=f.error_detail)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -42,16 +42,36 @@ class LookupCache(Generic[T]):
     def __len__(self) -> int:
         return len(self._values)
 
+    def _stored(self, name: str) -> tuple[T] | None:
+        """The stored value (as a 1-tuple) when there is a fresh one; counts the hit."""
+        stored = self._values.get(name)
+        if stored is None:
+            return None
+        value, expires = stored
+        if expires is not None and expires <= time.monotonic():
+            del self._values[name]
+            return None
+        self._values.move_to_end(name)
+        self.hits += 1
+        return (value,)
+
+    async def get_many(self, names: Sequence[str]) -> list[T]:
+        """`get` of several names; stored values are returned without starting a task."""
+        found = [self._stored(name) for name in names]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if len(missing) == 1:
+            found[missing[0]] = (await self.get(names[missing[0]]),)
+        elif missing:
+            loaded = await asyncio.gather(*(self.get(names[i]) for i in missing))
+            for i, value in zip(missing, loaded, strict=True):
+                found[i] = (value,)
+        return [f[0] for f in found if f is not None]
+
     async def get(self, name: str) -> T:
         """The value for `name`, looking it up unless it is stored or already being looked up."""
-        stored = self._values.get(name)
+        stored = self._stored(name)
         if stored is not None:
-            value, expires = stored
-            if expires is None or expires > time.monotonic():
-                self._values.move_to_end(name)
-                self.hits += 1
-                return value
-            del self._values[name]
+            return stored[0]
         task = self._pending.get(name)
         if task is None:
             self.misses += 1

@@ -131,29 +131,68 @@ class UdpStub:
 
     async def query(self, name: str, rdtype: int) -> StubReply:
         """The reply to one query; raises dns.exception.Timeout when no server answered."""
-        question = question_wire(name, rdtype)
+        result = (await self.query_many([(name, rdtype)]))[0]
+        if isinstance(result, dns.exception.DNSException):
+            raise result
+        return result
+
+    async def query_many(self, queries: Sequence[tuple[str, int]]
+                         ) -> list[StubReply | dns.exception.DNSException]:
+        """Replies to several queries sent together (a domain's policy records), in order.
+
+        One wait per try covers the whole batch; a query no server answered gets a
+        dns.exception.Timeout, a reply that does not parse its DNSException.
+        """
+        questions = [question_wire(name, rdtype) for name, rdtype in queries]
+        replies: list[tuple[bytes, tuple[str, int]] | None] = [None] * len(questions)
+        todo = list(range(len(questions)))
         for _ in range(self._tries):
             for address in self._addresses:
-                reply = await self._ask(self._server(address), question)
-                if reply is not None:
-                    return await self._parse(reply, question, address)
-        raise dns.exception.Timeout(  # type: ignore[no-untyped-call]
-            timeout=self._timeout * self._tries)
+                answered = await self._ask(self._server(address), [questions[i] for i in todo])
+                for i, reply in zip(todo, answered, strict=True):
+                    if reply is not None:
+                        replies[i] = (reply, address)
+                todo = [i for i in todo if replies[i] is None]
+                if not todo:
+                    break
+            if not todo:
+                break
+        results: list[StubReply | dns.exception.DNSException] = []
+        for question, got in zip(questions, replies, strict=True):
+            if got is None:
+                results.append(dns.exception.Timeout(  # type: ignore[no-untyped-call]
+                    timeout=self._timeout * self._tries))
+                continue
+            try:
+                results.append(await self._parse(*got, question))
+            except dns.exception.DNSException as exc:
+                results.append(exc)
+        return results
 
-    async def _ask(self, server: _Server, question: bytes) -> bytes | None:
-        qid = server.new_id()
-        fut: asyncio.Future[bytes] = server.loop.create_future()
-        server.pending[qid] = (question, fut)
+    async def _ask(self, server: _Server, questions: list[bytes]) -> list[bytes | None]:
+        """Send each question, wait up to the timeout for all; None where none came."""
+        sent: list[tuple[int, asyncio.Future[bytes]]] = []
         try:
-            server.sock.send(struct.pack("!HHHHHH", qid, _FLAGS, 1, 0, 0, 1) + question + _OPT)
-            async with asyncio.timeout(self._timeout):
-                return await fut
-        except (TimeoutError, BlockingIOError, ConnectionRefusedError):
-            return None
+            for question in questions:
+                qid = server.new_id()
+                fut: asyncio.Future[bytes] = server.loop.create_future()
+                server.pending[qid] = (question, fut)
+                sent.append((qid, fut))
+                try:
+                    server.sock.send(struct.pack("!HHHHHH", qid, _FLAGS, 1, 0, 0, 1)
+                                     + question + _OPT)
+                except (BlockingIOError, ConnectionRefusedError):
+                    fut.cancel()  # not sent: counts as unanswered
+            waiting = [f for _, f in sent if not f.done()]
+            if waiting:
+                await asyncio.wait(waiting, timeout=self._timeout)
+            return [f.result() if f.done() and not f.cancelled() else None for _, f in sent]
         finally:
-            del server.pending[qid]
+            for qid, fut in sent:
+                del server.pending[qid]
+                fut.cancel()
 
-    async def _parse(self, reply: bytes, question: bytes, address: tuple[str, int]) -> StubReply:
+    async def _parse(self, reply: bytes, address: tuple[str, int], question: bytes) -> StubReply:
         flags = int.from_bytes(reply[2:4], "big")
         if reply[6:8] == b"\0\0" and not flags & dns.flags.TC:
             return StubReply(flags & 0x000F, flags, None)  # no answer records: the header says all

@@ -7,7 +7,6 @@ RFCs treats as "no valid record" (RFC 7208 §4.5, RFC 7489 §6.6.3, RFC 8460 §3
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -142,9 +141,8 @@ def check_sts_txt(status: DnsStatus, texts: Sequence[str]) -> tuple[RecordStatus
 
 async def lookup_mail_policy(domain: str, resolver: PolicyResolver) -> MailPolicy:
     """The four TXT lookups of a domain, concurrently, checked."""
-    spf, dmarc, tlsrpt, sts = await asyncio.gather(
-        resolver.txt(domain), resolver.txt(f"_dmarc.{domain}"),
-        resolver.txt(f"_smtp._tls.{domain}"), resolver.txt(f"_mta-sts.{domain}"))
+    spf, dmarc, tlsrpt, sts = await resolver.txt_many(
+        [domain, f"_dmarc.{domain}", f"_smtp._tls.{domain}", f"_mta-sts.{domain}"])
     spf_status, spf_all = check_spf(*spf)
     dmarc_status, dmarc_policy = check_dmarc(*dmarc)
     sts_status, sts_id = check_sts_txt(*sts)

@@ -7,7 +7,6 @@ alongside the MX lookup; TLSA lookups run once per MX host name (cached) alongsi
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 from pathlib import Path
@@ -67,7 +66,7 @@ class PolicyChecker:
     async def tlsa_for(self, mail: MailHosts) -> dict[str, TlsaLookup]:
         """TLSA lookups of every MX host with an address (a sender looks up no others)."""
         names = [h.name for h in mail.hosts if h.addresses]
-        found = await asyncio.gather(*(self._tlsa.get(n) for n in names))
+        found = await self._tlsa.get_many(names)
         return dict(zip(names, found, strict=True))
 
     def remember(self, record: HostRecord) -> None:

@@ -23,7 +23,7 @@ import dns.rdatatype
 import dns.resolver
 
 from scanner.config import Timeouts
-from scanner.dns_udp import UdpStub
+from scanner.dns_udp import StubReply, UdpStub
 from scanner.status import DnsStatus
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,11 @@ class PolicyResolver:
         self._resolver.use_edns(0, dns.flags.DO, 1232)
         self._resolver.flags = dns.flags.RD | dns.flags.AD
         self._resolver.cache = None
+        self._in_flight = in_flight
         self._sem = asyncio.Semaphore(in_flight)
+        self._taking = asyncio.Lock()
+        self._busy = 0
+        self.in_flight_peak = 0  # most queries in flight at once (tests, the integrator)
         # queries go through a lean shared-socket stub: dnspython's resolver costs ~1 ms each
         servers = [(ns.address, ns.port) if isinstance(ns, dns.nameserver.Do53Nameserver)
                    else (str(ns), self._resolver.port) for ns in self._resolver.nameservers]
@@ -76,28 +80,33 @@ class PolicyResolver:
 
     async def query(self, name: str, rdtype: str) -> PolicyAnswer:
         """The records of one type at a name; every failure becomes a status."""
-        wanted = _rdtype(rdtype)
+        return (await self.query_many([(name, rdtype)]))[0]
+
+    async def query_many(self, queries: Sequence[tuple[str, str]]) -> list[PolicyAnswer]:
+        """Several lookups sent together, each counted against the in-flight limit."""
+        wanted = [(name, _rdtype(rdtype)) for name, rdtype in queries]
+        answers: list[PolicyAnswer] = []
+        for at in range(0, len(wanted), self._in_flight):
+            batch = wanted[at:at + self._in_flight]
+            replies = await self._ask(batch)
+            answers += [_answer(r, rdtype) for r, (_, rdtype) in zip(replies, batch, strict=True)]
+        return answers
+
+    async def _ask(self, batch: Sequence[tuple[str, int]]
+                   ) -> list[StubReply | dns.exception.DNSException]:
+        # a batch takes all its slots at once: batches each holding some slots and waiting for
+        # more would deadlock
+        async with self._taking:
+            for _ in batch:
+                await self._sem.acquire()
+        self._busy += len(batch)
+        self.in_flight_peak = max(self.in_flight_peak, self._busy)
         try:
-            async with self._sem:
-                reply = await self._stub.query(name, wanted)
-            rcode = reply.rcode
-            chain = reply.message.resolve_chaining() \
-                if rcode == dns.rcode.NOERROR and reply.message is not None else None
-        except dns.exception.Timeout as exc:
-            return PolicyAnswer(DnsStatus.TIMEOUT, detail=str(exc))
-        except dns.exception.DNSException as exc:
-            return PolicyAnswer(DnsStatus.ERROR, detail=f"{type(exc).__name__}: {exc}")
-        if rcode == dns.rcode.NXDOMAIN:
-            return PolicyAnswer(DnsStatus.NXDOMAIN)
-        ad = bool(reply.flags & dns.flags.AD)
-        if rcode != dns.rcode.NOERROR:  # SERVFAIL, REFUSED...
-            answered = dns.rcode.to_text(dns.rcode.Rcode(rcode))
-            return PolicyAnswer(DnsStatus.SERVFAIL, detail=f"the server answered {answered}")
-        records = tuple(chain.answer) if chain is not None and chain.answer is not None and \
-            chain.answer.rdtype == wanted else ()
-        if not records:
-            return PolicyAnswer(DnsStatus.NODATA, authenticated=ad)
-        return PolicyAnswer(DnsStatus.OK, records, ad)
+            return await self._stub.query_many(batch)
+        finally:
+            self._busy -= len(batch)
+            for _ in batch:
+                self._sem.release()
 
     def close(self) -> None:
         """Release the stub's sockets (also released when the resolver is collected)."""
@@ -105,15 +114,43 @@ class PolicyResolver:
 
     async def txt(self, name: str) -> tuple[DnsStatus, tuple[str, ...]]:
         """TXT strings at a name (character-strings of one record joined, RFC 7208 §3.3)."""
-        answer = await self.query(name, "TXT")
-        texts = tuple(b"".join(r.strings).decode("utf-8", "replace")  # type: ignore[attr-defined]
-                      for r in answer.records)
-        return answer.status, texts
+        return (await self.txt_many([name]))[0]
+
+    async def txt_many(self, names: Sequence[str]) -> list[tuple[DnsStatus, tuple[str, ...]]]:
+        """`txt` of several names, asked together."""
+        answers = await self.query_many([(name, "TXT") for name in names])
+        return [(a.status, tuple(b"".join(r.strings).decode("utf-8", "replace")  # type: ignore
+                                 for r in a.records)) for a in answers]
 
     async def addresses(self, name: str) -> tuple[DnsStatus, tuple[str, ...]]:
         """A then AAAA addresses of a name; OK when at least one."""
-        a, aaaa = await asyncio.gather(self.query(name, "A"), self.query(name, "AAAA"))
+        a, aaaa = await self.query_many([(name, "A"), (name, "AAAA")])
         found = tuple(str(r) for r in (*a.records, *aaaa.records))
         if found:
             return DnsStatus.OK, found
         return (a.status if a.status is not DnsStatus.NODATA else aaaa.status), ()
+
+
+def _answer(reply: StubReply | dns.exception.DNSException, wanted: int) -> PolicyAnswer:
+    """One reply (or why there is none) as a status and the records of the wanted type."""
+    if isinstance(reply, dns.exception.Timeout):
+        return PolicyAnswer(DnsStatus.TIMEOUT, detail=str(reply))
+    try:
+        if isinstance(reply, dns.exception.DNSException):
+            raise reply
+        rcode = reply.rcode
+        chain = reply.message.resolve_chaining() \
+            if rcode == dns.rcode.NOERROR and reply.message is not None else None
+    except dns.exception.DNSException as exc:
+        return PolicyAnswer(DnsStatus.ERROR, detail=f"{type(exc).__name__}: {exc}")
+    if rcode == dns.rcode.NXDOMAIN:
+        return PolicyAnswer(DnsStatus.NXDOMAIN)
+    if rcode != dns.rcode.NOERROR:  # SERVFAIL, REFUSED...
+        answered = dns.rcode.to_text(dns.rcode.Rcode(rcode))
+        return PolicyAnswer(DnsStatus.SERVFAIL, detail=f"the server answered {answered}")
+    ad = bool(reply.flags & dns.flags.AD)
+    records = tuple(chain.answer) if chain is not None and chain.answer is not None and \
+        chain.answer.rdtype == wanted else ()
+    if not records:
+        return PolicyAnswer(DnsStatus.NODATA, authenticated=ad)
+    return PolicyAnswer(DnsStatus.OK, records, ad)

@@ -311,6 +311,17 @@ async def test_lookup_cache_is_lru_bounded() -> None:
     assert calls == ["a", "b", "c", "b"]
 
 
+async def test_lookup_cache_get_many_loads_only_what_is_not_stored() -> None:
+    calls: list[str] = []
+    cache: LookupCache[str] = LookupCache(_counting_loader(calls), max_entries=10)
+    assert await cache.get_many(["a", "b"]) == ["A", "B"]
+    assert await cache.get_many(["b", "c", "a", "d"]) == ["B", "C", "A", "D"]
+    assert await cache.get_many(["d"]) == ["D"]
+    assert await cache.get_many([]) == []
+    assert calls == ["a", "b", "c", "d"]
+    assert (cache.hits, cache.misses) == (3, 4)
+
+
 async def test_lookup_cache_survives_a_cancelled_waiter() -> None:
     calls: list[str] = []
     gate = asyncio.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -107,3 +108,18 @@ async def test_lab_policy_records_equal_truth(fake_internet: Any) -> None:
     assert {"none", "valid", "invalid"} <= seen["dmarc_status"] & seen["tlsrpt_status"]
     assert {"reject", "quarantine", "none"} <= seen["dmarc_policy"]
     assert {"none", "valid", "invalid"} <= seen["mta_sts_txt_status"]
+
+
+async def test_concurrent_batches_under_a_small_in_flight_limit(fake_internet: Any) -> None:
+    # each domain's four TXT lookups go out as one batch; with 3 queries allowed in flight,
+    # batches holding part of their slots would wait on each other for ever
+    resolver = PolicyResolver((fake_internet.resolver,), Timeouts(dns_query=0.5, dns_tries=2),
+                              in_flight=3)
+    rows = [r for r in fake_internet.truth_domains().to_pylist()
+            if r["dns_case"] not in ("invalid", "timeout")]
+    async with asyncio.timeout(60):
+        policies = await asyncio.gather(*(lookup_mail_policy(r["domain"], resolver)
+                                          for r in rows))
+    for row, policy in zip(rows, policies, strict=True):
+        assert {c: getattr(policy, c) for c in _COLUMNS} == {c: row[c] for c in _COLUMNS}
+    assert resolver.in_flight_peak <= 3
