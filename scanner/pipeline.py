@@ -84,6 +84,7 @@ class Scan:
         self._table: dict[str, HostSummary | asyncio.Future[HostSummary]] = {}
         self._names_in_flight: dict[str, list[str]] = {}
         self._provider_sems: dict[str, asyncio.Semaphore] = {}
+        self._provider_users: dict[str, int] = {}
         self._psl = PublicSuffixList()
         self._done_lines: set[int] = set()
         self.vantage = VantageWatch(settle_after=config.timeouts.per_address)
@@ -234,6 +235,9 @@ class Scan:
         if sem is None:
             sem = self._provider_sems[provider] = asyncio.Semaphore(
                 self.config.limits.per_provider)
+        # a provider's semaphore lives while probes use it: the dict stays as small as the
+        # providers in flight, not as large as every provider seen in the scan
+        self._provider_users[provider] = self._provider_users.get(provider, 0) + 1
         try:
             async with probe_sem, sem:
                 started = self.vantage.begin_probe()
@@ -258,6 +262,11 @@ class Scan:
             raise
         finally:
             self._names_in_flight.pop(target.ip, None)
+            users = self._provider_users.pop(provider) - 1
+            if users:
+                self._provider_users[provider] = users
+            else:
+                del self._provider_sems[provider]
         self._table[target.ip] = summary
         if not fut.done():
             fut.set_result(summary)

@@ -139,3 +139,12 @@ def test_config_is_frozen() -> None:
     config = ScanConfig(output=Path("x"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.port = 26  # type: ignore[misc]
+
+
+async def test_provider_slots_are_released_after_their_probes(fast_config: ScanConfig) -> None:
+    config = dataclasses.replace(fast_config, limit=60)
+    scan = Scan(config)
+    counts = await scan.run()
+    assert counts.probes > 10
+    # one semaphore per provider while its probes run, none left once they are done
+    assert scan._provider_sems == {} and scan._provider_users == {}
