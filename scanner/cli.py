@@ -73,6 +73,9 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
                    help="scan a running lab: resolver, port and CA from LABDIR/lab.json; "
                         "loopback addresses are probed")
     p.add_argument("--batch-rows", type=int, default=lim.batch_rows, help=argparse.SUPPRESS)
+    p.add_argument("--no-policies", dest="policies", action="store_false",
+                   help="STARTTLS only: skip the SPF, DMARC, TLS-RPT, MTA-STS and TLSA lookups "
+                        "(four fewer DNS queries per domain); their columns say not_queried")
     p.add_argument("--deep", action="store_true",
                    help="per TLS host also test TLS 1.0-1.3 and DHE-only offers (extra "
                         "conversations, one at a time per address)")
@@ -151,7 +154,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
         identity=Identity(ehlo_name=args.ehlo_name), exclusions=exclusions,
         trust=TrustStore(extra_anchors=tuple(anchors)), lab_mode=lab_mode,
         resume=args.resume, limit=args.limit, mta_sts_port=mta_sts_port, deep=args.deep,
-        deep_spacing_s=args.deep_spacing, source_address=args.source_address)
+        policies=args.policies, deep_spacing_s=args.deep_spacing,
+        source_address=args.source_address)
     return config, notices
 
 

@@ -117,6 +117,7 @@ class ScanConfig:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     vantage: str = ""
     mta_sts_port: int = 443  # HTTPS port of MTA-STS policy hosts (the lab serves another)
+    policies: bool = True  # SPF/DMARC/TLS-RPT/MTA-STS and TLSA lookups; --no-policies skips them
     deep: bool = False  # --deep: versions and DHE accepted, extra conversations per TLS host
     deep_spacing_s: float = 1.0  # pause before each extra conversation with one address
     source_address: str | None = None  # local address SMTP connections come from (multi-homed)

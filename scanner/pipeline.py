@@ -23,6 +23,7 @@ from scanner.deep import DeepProber, with_deep
 from scanner.dns import MailResolver
 from scanner.inputs import InputStats, read_domains
 from scanner.policy_checks import PolicyChecker
+from scanner.policy_rollup import policies_not_queried
 from scanner.probe import HostAnalyser
 from scanner.records import (
     DomainInput,
@@ -103,7 +104,7 @@ class Scan:
                                flush_seconds=cfg.limits.flush_seconds, resume=cfg.resume)
         manifest = ScanManifest.start(cfg, writer)
         resolver = MailResolver(cfg.resolvers, cfg.timeouts, cfg.limits)
-        self._policies = policies = PolicyChecker(cfg)
+        self._policies = policies = PolicyChecker(cfg) if cfg.policies else None
         tls = make_probe_context()
         # certificates are judged at the scan's start time, the original one on resume
         verifier = ChainVerifier(cfg.trust.extra_anchors, cfg.trust.use_mozilla,
@@ -115,7 +116,8 @@ class Scan:
             for summary in state.hosts:
                 self._table[summary.ip] = summary
             analyser.seen_certificates.update(state.certificates)
-            policies.remember_written(cfg.output)
+            if policies is not None:
+                policies.remember_written(cfg.output)
             self.counts.probes_resumed = len(state.hosts)
         probe_sem = asyncio.Semaphore(cfg.limits.max_in_flight)
         domain_sem = asyncio.Semaphore(cfg.limits.domains_in_flight)
@@ -136,7 +138,8 @@ class Scan:
                 raise
             finally:
                 await resolver.close()
-                await policies.close()
+                if policies is not None:
+                    await policies.close()
                 manifest.finish(state_name, self._manifest_counts())
         return self.counts
 
@@ -171,20 +174,28 @@ class Scan:
                 self._finish_domain(writer, rollup_excluded(item), ())
                 return
             started = self.vantage.begin_lookup()
-            policy_started = self.vantage.begin_policies()
-            policies = self._policies
-            assert policies is not None and self._tg is not None
-            # TXT lookups and the MTA-STS fetch run alongside the MX lookup and the probes
-            facts = self._tg.create_task(policies.domain_facts(item.domain))
+            policies = self._policies  # None with --no-policies: MX, SMTP and TLS only
+            assert self._tg is not None
+            facts = policy_started = None
+            if policies is not None:
+                policy_started = self.vantage.begin_policies()
+                # TXT lookups and the MTA-STS fetch run alongside the MX lookup and the probes
+                facts = self._tg.create_task(policies.domain_facts(item.domain))
             mail = await resolver.resolve_mail_hosts(item.domain)
             await self.vantage.admit_dns(mail, started)  # held while a DNS outage is suspected
-            summaries, tlsa = await asyncio.gather(
-                self._probe_all(mail, analyser, writer, probe_sem), policies.tlsa_for(mail))
-            record, edges = rollup_domain(item, mail, self.config.port, summaries)
-            domain_facts = await facts
-            # the policy lookups share the resolver: held too while an outage is suspected
-            await self.vantage.admit_policies(item.domain, domain_facts, tlsa, policy_started)
-            record, edges = policies.finish(record, edges, domain_facts, tlsa)
+            if policies is None or facts is None or policy_started is None:
+                summaries = await self._probe_all(mail, analyser, writer, probe_sem)
+                record, edges = policies_not_queried(
+                    *rollup_domain(item, mail, self.config.port, summaries))
+            else:
+                summaries, tlsa = await asyncio.gather(
+                    self._probe_all(mail, analyser, writer, probe_sem), policies.tlsa_for(mail))
+                record, edges = rollup_domain(item, mail, self.config.port, summaries)
+                domain_facts = await facts
+                # the policy lookups share the resolver: held too while an outage is suspected
+                await self.vantage.admit_policies(item.domain, domain_facts, tlsa,
+                                                  policy_started)
+                record, edges = policies.finish(record, edges, domain_facts, tlsa)
             self._finish_domain(writer, record, edges)
         finally:
             domain_sem.release()

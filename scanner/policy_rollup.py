@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from scanner.dane import ChainKeys, TlsaLookup, dane_class, dane_status
 from scanner.mail_policy import MailPolicy
 from scanner.mta_sts import StsResult, mx_matches, sts_mode
-from scanner.policy_status import DaneClass, StsFetchStatus, StsMode
+from scanner.policy_status import DaneClass, DaneStatus, StsFetchStatus, StsMode
 from scanner.records import DomainMxRecord, DomainRecord
 
 
@@ -67,3 +67,19 @@ def apply_policies(record: DomainRecord, edges: tuple[DomainMxRecord, ...],
             mta_sts_max_age=policy.max_age if policy else None,
             mta_sts_mx_patterns=policy.mx_patterns if policy else ())
     return dataclasses.replace(record, **changes_d), tuple(new_edges)  # type: ignore[arg-type]
+
+
+def policies_not_queried(record: DomainRecord, edges: tuple[DomainMxRecord, ...]
+                         ) -> tuple[DomainRecord, tuple[DomainMxRecord, ...]]:
+    """The row and edges of a scan without the policy stage (`--no-policies`).
+
+    The TXT and TLSA statuses already default to not_queried; the edges' DANE status says so
+    too. A domain with MX pairs that answered SMTP has DANE class not_queried and
+    strict_capable null (unknown, not false); one without stays not_applicable and false, as
+    it would with the lookups.
+    """
+    new_edges = tuple(dataclasses.replace(e, dane_status=DaneStatus.NOT_QUERIED) for e in edges)
+    if not any(e.ip is not None and e.smtp_ok for e in edges):
+        return record, new_edges
+    return dataclasses.replace(record, dane_class=DaneClass.NOT_QUERIED,
+                               strict_capable=None), new_edges

@@ -65,6 +65,7 @@ class DaneStatus(StrEnum):
     NO_TLS = "no_tls"  # secure TLSA, but no TLS session with this address
     DNS_ERROR = "dns_error"  # the TLSA lookup failed (a DANE sender defers mail too)
     UNUSABLE = "unusable"  # secure TLSA, but only usages/selectors/types SMTP cannot use
+    NOT_QUERIED = "not_queried"  # the scan skipped the policy stage (--no-policies)
 
 
 class DaneClass(StrEnum):
@@ -76,3 +77,4 @@ class DaneClass(StrEnum):
     PARTIAL = "partial"  # some MX hosts DANE-valid, the others without secure TLSA
     BROKEN = "broken"  # at least one edge with secure TLSA fails (mismatch, no TLS, dns error)
     NOT_APPLICABLE = "not_applicable"  # no MX host with an address (or an invalid input line)
+    NOT_QUERIED = "not_queried"  # the scan skipped the policy stage (--no-policies)

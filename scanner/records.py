@@ -249,4 +249,5 @@ class DomainRecord:
     mta_sts_delivery_ok: bool | None = None  # some matching MX passes strict TLS
     dane_class: DaneClass = DaneClass.NOT_APPLICABLE
     n_dane_valid: int = 0  # answered pairs whose DANE status is valid
-    strict_capable: bool = False  # DANE valid, or MTA-STS enforce with a deliverable MX
+    strict_capable: bool | None = False  # DANE valid, or MTA-STS enforce with a deliverable
+    # MX; None when the policy stage was skipped (--no-policies)

@@ -23,12 +23,15 @@ Row = tuple[str, str, int, int, float | None]
 
 
 def policy_stats(outdir: Path) -> dict[str, Any] | None:
-    """Counts per policy column; None for results written before the policy columns."""
+    """Counts per policy column; None for results written before the policy columns, or
+    by a scan that skipped the policy stage (`--no-policies`)."""
     try:
         table = read_dataset(outdir, "domains", _COLUMNS)
     except (ValueError, KeyError, pa.ArrowInvalid):
         return None
     rows = [r for r in table.to_pylist() if r["spf_status"] not in (None, "not_queried")]
+    if not rows:
+        return None
     mail = [r for r in rows if r["starttls_class"] in _MAIL]
 
     def count(source: list[dict[str, Any]], column: str) -> dict[str, int]:
