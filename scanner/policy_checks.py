@@ -24,7 +24,7 @@ from scanner.status import HandshakeStatus
 
 log = logging.getLogger(__name__)
 
-TLSA_CACHE_SIZE = 200_000
+TLSA_CACHE_SIZE = 20_000  # MX host names (LRU, ~0.3 KB each): see dns.HOST_CACHE_SIZE
 STS_FETCH_TIMEOUT_S = 10.0
 
 
