@@ -141,7 +141,8 @@ def run_floor(lab_dir: Path, work: Path, concurrency: int = 2000, limit: int | N
             "cpu_ms_per_probe": round(1000 * run.cpu_s / out["probes"], 3)}
 
 
-def run_scanner_on_hosts(lab_dir: Path, work: Path, concurrency: int = 2000) -> dict[str, Any]:
+def run_scanner_on_hosts(lab_dir: Path, work: Path, concurrency: int = 2000,
+                         extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """The scanner over the same hosts: one covering domain per host, so probes == hosts."""
     import shutil
 
@@ -153,11 +154,11 @@ def run_scanner_on_hosts(lab_dir: Path, work: Path, concurrency: int = 2000) -> 
               .column("ip").to_pylist())
     domains = work / "floor-domains.txt"
     domains.write_text("\n".join(cover_domains(lab_dir, ips)) + "\n")
-    out = work / "floor-scan"
+    out = work / ("floor-scan" + "".join(extra))
     shutil.rmtree(out, ignore_errors=True)
     args = [sys.executable, str(ROOT / "benchmarks" / "run_scan.py"), "--loop", "asyncio",
             "scan", str(domains), "-o", str(out), "--lab", str(lab_dir), "--no-progress",
-            "--concurrency", str(concurrency), *BENCH_TIMEOUTS]
+            "--concurrency", str(concurrency), *BENCH_TIMEOUTS, *extra]
     run = run_measured(args, log=work / "floor-scan.log", env=scanner_env())
     manifest = json.loads((out / "manifest.json").read_text())
     probes = int(manifest["counts"]["probes"])
@@ -222,15 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     emit(result)
     if result.get("scanner") and not args.no_record:
         sc = result["scanner"]
-        append_row("Floor (same hosts, one covering domain per host)", FLOOR_HEADER, [
-            result["date"], result["commit"], result["probes"], result["cpu_s"],
-            result["cpu_ms_per_probe"], sc["domains"], sc["cpu_s"], sc["cpu_ms_per_probe"],
-            result["ratio"], speed.get("client_handshake_crypto_us", "n/a")])
+        sn = result["scanner_no_policies"]
+        append_row("Floor (same hosts, one covering domain per host; scanner with and without "
+                   "the policy stage)", FLOOR_HEADER, [
+                       result["date"], result["commit"], result["probes"], result["cpu_s"],
+                       result["cpu_ms_per_probe"], sc["domains"], sc["cpu_s"],
+                       sc["cpu_ms_per_probe"], result["ratio"], sn["cpu_s"],
+                       sn["cpu_ms_per_probe"], result["ratio_no_policies"],
+                       speed.get("client_handshake_crypto_us", "n/a")])
     return 0
 
 
 FLOOR_HEADER = ["date (UTC)", "commit", "hosts", "floor CPU s", "floor CPU ms/probe",
                 "scanner domains", "scanner CPU s", "scanner CPU ms/probe", "scanner/floor",
+                "--no-policies CPU s", "--no-policies CPU ms/probe", "--no-policies/floor",
                 "OpenSSL client handshake crypto µs"]
 
 
@@ -240,6 +246,11 @@ def _floor_and_scanner(lab_dir: Path, args: argparse.Namespace) -> dict[str, Any
         scan = run_scanner_on_hosts(lab_dir, args.work, args.concurrency)
         result["scanner"] = scan
         result["ratio"] = round(scan["cpu_ms_per_probe"] / result["cpu_ms_per_probe"], 2)
+        # the same wire steps as the floor, with only the MX and address lookups besides
+        lean = run_scanner_on_hosts(lab_dir, args.work, args.concurrency, ("--no-policies",))
+        result["scanner_no_policies"] = lean
+        result["ratio_no_policies"] = round(
+            lean["cpu_ms_per_probe"] / result["cpu_ms_per_probe"], 2)
     return result
 
 

@@ -58,6 +58,18 @@ def test_floor_client_reaches_every_listening_host(small_lab, tmp_path: Path  # 
     assert r["cpu_ms_per_probe"] > 0
 
 
+def test_scanner_over_the_floor_hosts_with_and_without_policies(  # type: ignore[no-untyped-def]
+        small_lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(survey, "BENCH_TIMEOUTS", (
+        "--timeout-dns", "1", "--timeout-greeting", "1.5", "--deadline", "5"))
+    full = floor.run_scanner_on_hosts(small_lab.directory, tmp_path, 200)
+    lean = floor.run_scanner_on_hosts(small_lab.directory, tmp_path, 200, ("--no-policies",))
+    # one covering domain per host: every host probed once, by both runs
+    assert full["probes"] == lean["probes"] == small_lab.info["hosts"]
+    assert full["domains"] == lean["domains"] < 600
+    assert 0 < lean["cpu_ms_per_probe"] and 0 < full["cpu_ms_per_probe"]
+
+
 def test_results_table_appends_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(common, "RESULTS_MD", tmp_path / "RESULTS.md")
     common.append_row("Runs", ["a", "b"], [1, 2])
