@@ -53,12 +53,13 @@ def scan_args(lab_dir: Path, out: Path, loop: str, concurrency: int,
 def run_survey(domains: int, *, profile: str = "norway-2010", seed: int = 1,
                latency: str = "20-300", work: Path, loop: str = "auto",
                concurrency: int = 2000, lab: LabProcess | None = None,
-               lab_start_s: float = 0.0, check: bool = True) -> dict[str, Any]:
+               lab_start_s: float = 0.0, check: bool = True,
+               extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """One measured survey; returns the result dict (also what the JSON line holds)."""
     if loop == "auto":  # what run_scan.py will pick
         loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     lab_dir = work / f"lab-{profile}-{domains}-{seed}"
-    out = work / f"scan-{profile}-{domains}-{loop}"
+    out = work / f"scan-{profile}-{domains}-{loop}{''.join(extra)}"
     shutil.rmtree(out, ignore_errors=True)
     own_lab = lab is None
     t0 = time.monotonic()
@@ -70,7 +71,7 @@ def run_survey(domains: int, *, profile: str = "norway-2010", seed: int = 1,
     try:
         lab.control("reset_counts")
         lab_cpu0 = tree_cpu_s(lab.pid)
-        args = scan_args(lab.directory, out, loop, concurrency)
+        args = scan_args(lab.directory, out, loop, concurrency, extra)
         run = run_measured(args, log=work / f"scan-{domains}.log", env=scanner_env())
         lab_cpu = tree_cpu_s(lab.pid) - lab_cpu0
         counts = lab.counts()
@@ -87,7 +88,8 @@ def run_survey(domains: int, *, profile: str = "norway-2010", seed: int = 1,
     n_domains = int(manifest.get("counts", {}).get("domains", 0))
     return {
         "bench": "survey", "date": today(), "machine": machine(), "commit": commit(),
-        "profile": profile, "domains": domains, "seed": seed, "latency_ms": latency,
+        "profile": profile + "".join(f" {a}" for a in extra), "domains": domains, "seed": seed,
+        "latency_ms": latency,
         "loop": loop, "concurrency": concurrency, "timeouts": " ".join(BENCH_TIMEOUTS),
         "lab_hosts": lab.info.get("hosts"), "lab_start_s": round(lab_start_s, 1),
         "lab_cpu_s": round(lab_cpu, 1), **as_dict(run),
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=2000)
     p.add_argument("--work", type=Path, default=ROOT / "results" / "bench")
     p.add_argument("--no-check", action="store_true", help="skip the truth comparison")
+    p.add_argument("--no-policies", action="store_true",
+                   help="scan with --no-policies (STARTTLS only, no policy lookups)")
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = p.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -143,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             for loop in args.loop:
                 r = run_survey(n, profile=args.profile, seed=args.seed, latency=args.latency,
                                work=args.work, loop=loop, concurrency=args.concurrency,
-                               lab=lab, lab_start_s=lab_start_s, check=not args.no_check)
+                               lab=lab, lab_start_s=lab_start_s, check=not args.no_check,
+                               extra=("--no-policies",) if args.no_policies else ())
                 emit(r)
                 if not args.no_record:
                     append_row("Survey runs", RESULT_HEADER, result_row(r))
