@@ -129,13 +129,6 @@ class UdpStub:
             server = self._servers[address] = _Server(address)
         return server
 
-    async def query(self, name: str, rdtype: int) -> StubReply:
-        """The reply to one query; raises dns.exception.Timeout when no server answered."""
-        result = (await self.query_many([(name, rdtype)]))[0]
-        if isinstance(result, dns.exception.DNSException):
-            raise result
-        return result
-
     async def query_many(self, queries: Sequence[tuple[str, int]]
                          ) -> list[StubReply | dns.exception.DNSException]:
         """Replies to several queries sent together (a domain's policy records), in order.
@@ -146,15 +139,13 @@ class UdpStub:
         questions = [question_wire(name, rdtype) for name, rdtype in queries]
         replies: list[tuple[bytes, tuple[str, int]] | None] = [None] * len(questions)
         todo = list(range(len(questions)))
-        for _ in range(self._tries):
-            for address in self._addresses:
-                answered = await self._ask(self._server(address), [questions[i] for i in todo])
-                for i, reply in zip(todo, answered, strict=True):
-                    if reply is not None:
-                        replies[i] = (reply, address)
-                todo = [i for i in todo if replies[i] is None]
-                if not todo:
-                    break
+        attempts = [address for _ in range(self._tries) for address in self._addresses]
+        for address in attempts:
+            answered = await self._ask(self._server(address), [questions[i] for i in todo])
+            for i, reply in zip(todo, answered, strict=True):
+                if reply is not None:
+                    replies[i] = (reply, address)
+            todo = [i for i in todo if replies[i] is None]
             if not todo:
                 break
         results: list[StubReply | dns.exception.DNSException] = []

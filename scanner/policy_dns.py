@@ -135,13 +135,13 @@ def _answer(reply: StubReply | dns.exception.DNSException, wanted: int) -> Polic
     """One reply (or why there is none) as a status and the records of the wanted type."""
     if isinstance(reply, dns.exception.Timeout):
         return PolicyAnswer(DnsStatus.TIMEOUT, detail=str(reply))
+    if isinstance(reply, dns.exception.DNSException):
+        return PolicyAnswer(DnsStatus.ERROR, detail=f"{type(reply).__name__}: {reply}")
+    rcode = reply.rcode
     try:
-        if isinstance(reply, dns.exception.DNSException):
-            raise reply
-        rcode = reply.rcode
         chain = reply.message.resolve_chaining() \
             if rcode == dns.rcode.NOERROR and reply.message is not None else None
-    except dns.exception.DNSException as exc:
+    except dns.exception.DNSException as exc:  # a CNAME loop or chain too long
         return PolicyAnswer(DnsStatus.ERROR, detail=f"{type(exc).__name__}: {exc}")
     if rcode == dns.rcode.NXDOMAIN:
         return PolicyAnswer(DnsStatus.NXDOMAIN)
