@@ -23,7 +23,7 @@ from scanner.deep import DeepProber, with_deep
 from scanner.dns import MailResolver
 from scanner.inputs import InputStats, read_domains
 from scanner.policy_checks import PolicyChecker
-from scanner.policy_rollup import policies_not_queried
+from scanner.policy_rollup import DomainPolicyFacts, policies_not_queried
 from scanner.probe import HostAnalyser
 from scanner.records import (
     DomainInput,
@@ -176,14 +176,15 @@ class Scan:
             started = self.vantage.begin_lookup()
             policies = self._policies  # None with --no-policies: MX, SMTP and TLS only
             assert self._tg is not None
-            facts = policy_started = None
+            facts: asyncio.Task[DomainPolicyFacts] | None = None
+            policy_started = 0.0
             if policies is not None:
                 policy_started = self.vantage.begin_policies()
                 # TXT lookups and the MTA-STS fetch run alongside the MX lookup and the probes
                 facts = self._tg.create_task(policies.domain_facts(item.domain))
             mail = await resolver.resolve_mail_hosts(item.domain)
             await self.vantage.admit_dns(mail, started)  # held while a DNS outage is suspected
-            if policies is None or facts is None or policy_started is None:
+            if policies is None or facts is None:
                 summaries = await self._probe_all(mail, analyser, writer, probe_sem)
                 record, edges = policies_not_queried(
                     *rollup_domain(item, mail, self.config.port, summaries))
