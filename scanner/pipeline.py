@@ -25,6 +25,7 @@ from scanner.inputs import InputStats, read_domains
 from scanner.policy_checks import PolicyChecker
 from scanner.policy_rollup import DomainPolicyFacts, policies_not_queried
 from scanner.probe import HostAnalyser
+from scanner.probe_table import ProbeTable
 from scanner.records import (
     DomainInput,
     DomainMxRecord,
@@ -82,7 +83,7 @@ class Scan:
         self.progress: Progress = progress or _NoProgress()
         self.counts = ScanCounts()
         self.input_stats = InputStats()
-        self._table: dict[str, HostSummary | asyncio.Future[HostSummary]] = {}
+        self._table = ProbeTable()
         self._names_in_flight: dict[str, list[str]] = {}
         self._provider_sems: dict[str, asyncio.Semaphore] = {}
         self._provider_users: dict[str, int] = {}
@@ -113,8 +114,8 @@ class Scan:
         if cfg.resume:
             state = writer.load_resume_state()
             self._done_lines = set(state.line_nos)
-            for summary in state.hosts:
-                self._table[summary.ip] = summary
+            for ip, summary in state.hosts.items():
+                self._table.finish(ip, summary)
             analyser.seen_certificates.update(state.certificates)
             if policies is not None:
                 policies.remember_written(cfg.output)
@@ -224,8 +225,7 @@ class Scan:
                     ready[ip] = entry
                     continue
                 if entry is None:
-                    entry = asyncio.get_running_loop().create_future()
-                    self._table[ip] = entry
+                    entry = self._table.start(ip)
                     self._names_in_flight[ip] = []
                     target = ProbeTarget(ip=ip, port=self.config.port, mx_hostname=host.name)
                     assert self._tg is not None
@@ -279,7 +279,7 @@ class Scan:
                 self._provider_users[provider] = users
             else:
                 del self._provider_sems[provider]
-        self._table[target.ip] = summary
+        summary = self._table.finish(target.ip, summary)
         if not fut.done():
             fut.set_result(summary)
         self.counts.probes += 1

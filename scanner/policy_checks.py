@@ -41,7 +41,7 @@ class PolicyChecker:
             timeout=min(STS_FETCH_TIMEOUT_S, config.timeouts.per_address),
             allow_address=self._may_contact)
         self._tlsa: LookupCache[TlsaLookup] = LookupCache(self._load_tlsa, TLSA_CACHE_SIZE)
-        self._keys: dict[str, ChainKeys | None] = {}
+        self._keys: dict[str, ChainKeys] = {}  # TLS addresses only
 
     def _may_contact(self, ip: str) -> bool:
         if self._config.exclusions.excludes_address(ip):
@@ -71,8 +71,10 @@ class PolicyChecker:
 
     def remember(self, record: HostRecord) -> None:
         """Keep the compact DANE keys of a probed address's chain."""
-        tls_ok = record.probe.handshake_status == HandshakeStatus.OK
-        self._keys[record.probe.ip] = chain_keys(record.probe.chain_der) if tls_ok else None
+        if record.probe.handshake_status == HandshakeStatus.OK:
+            keys = chain_keys(record.probe.chain_der)
+            if keys is not None:  # an address without keys is simply absent
+                self._keys[record.probe.ip] = keys
 
     def remember_written(self, outdir: Path) -> None:
         """On resume: the keys of addresses already written, from `hosts` and `certificates`."""
@@ -84,8 +86,10 @@ class PolicyChecker:
                        strict=True))
         for ip, handshake, chain in zip(*(hosts.column(c).to_pylist() for c in hosts.column_names),
                                         strict=True):
-            ok = handshake == HandshakeStatus.OK and all(s in der for s in chain or ())
-            self._keys[ip] = chain_keys([der[s] for s in chain]) if ok else None
+            if handshake == HandshakeStatus.OK and all(s in der for s in chain or ()):
+                keys = chain_keys([der[s] for s in chain])
+                if keys is not None:
+                    self._keys[ip] = keys
 
     def finish(self, record: DomainRecord, edges: tuple[DomainMxRecord, ...],
                facts: DomainPolicyFacts | None, tlsa: dict[str, TlsaLookup]

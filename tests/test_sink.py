@@ -283,8 +283,10 @@ def test_resume_state_holds_written_domains_hosts_and_certificates(tmp_path: Pat
     state = writer.load_resume_state()
     assert state.line_nos == {1, 2, 5}
     assert state.domains == {"a.test", "b.test"}
-    assert state.hosts == (HostSummary.from_record(tls_host), HostSummary.from_record(plain_host))
-    assert state.host_map()[("192.0.2.1", 25)].chain_valid is False
+    assert state.hosts == {"192.0.2.1": HostSummary.from_record(tls_host),
+                           "192.0.2.2": HostSummary.from_record(plain_host)}
+    assert list(state.hosts) == ["192.0.2.1", "192.0.2.2"]  # in the order written
+    assert state.hosts["192.0.2.1"].chain_valid is False
     assert state.certificates == {tls_host.leaf_sha256}
     assert state.rows == {"certificates": 1, "hosts": 2, "domain_mx": 2, "domains": 3}
     assert state.checkpoints == 1
@@ -295,7 +297,7 @@ def test_resume_state_holds_written_domains_hosts_and_certificates(tmp_path: Pat
 
 def test_host_summary_from_record() -> None:
     summary = HostSummary.from_record(make_host("192.0.2.9", tls=False))
-    assert summary == HostSummary(ip="192.0.2.9", port=25, outcome=HostOutcome.NO_STARTTLS,
+    assert summary == HostSummary(outcome=HostOutcome.NO_STARTTLS,
                                   smtp_ok=True, starttls_offered=False, tls_ok=False,
                                   chain_valid=None, leaf_names=())
 

@@ -2,11 +2,12 @@
 
 HostSummary is the compact per-host view the rollup uses, built the same way from a fresh
 HostRecord and from a committed `hosts` row, so resumed and fresh hosts are indistinguishable.
+It carries no address: the probe table keys summaries by address and shares equal ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,19 +18,18 @@ from scanner.records import HostRecord
 from scanner.sink.durable import Commit, read_commits
 from scanner.status import HandshakeStatus, HostOutcome, ReplyStatus
 
-_HOST_COLUMNS = ["ip", "port", "outcome", "ehlo_status", "starttls_offered", "handshake_status",
+_HOST_COLUMNS = ["ip", "outcome", "ehlo_status", "starttls_offered", "handshake_status",
                  "chain_valid", "leaf_names"]
 
 
 @dataclass(frozen=True, slots=True)
 class HostSummary:
-    """One probed address as the per-domain rollup sees it.
+    """What the per-domain rollup needs of one probed address (which is the table's key).
 
-    chain_valid is None when no certificate was received.
+    chain_valid is None when no certificate was received. Equal summaries are interchangeable:
+    most addresses of a survey share one of a few thousand (probe_table.ProbeTable).
     """
 
-    ip: str
-    port: int
     outcome: HostOutcome
     smtp_ok: bool  # EHLO completed
     starttls_offered: bool
@@ -41,7 +41,7 @@ class HostSummary:
     def from_record(cls, rec: HostRecord) -> HostSummary:
         """The summary of a freshly probed host."""
         p = rec.probe
-        return cls(ip=p.ip, port=p.port, outcome=rec.outcome,
+        return cls(outcome=rec.outcome,
                    smtp_ok=p.ehlo_status == ReplyStatus.OK,
                    starttls_offered=p.starttls_offered is True,
                    tls_ok=p.handshake_status == HandshakeStatus.OK,
@@ -55,14 +55,10 @@ class ResumeState:
 
     line_nos: frozenset[int] = frozenset()  # `domains.line_no` of every written input line
     domains: frozenset[str] = frozenset()  # `domains.domain` (valid lines only)
-    hosts: tuple[HostSummary, ...] = ()  # one per written `hosts` row
+    hosts: Mapping[str, HostSummary] = field(default_factory=dict)  # written `hosts`, by ip
     certificates: frozenset[str] = frozenset()  # sha256 of every written certificate
     rows: dict[str, int] = field(default_factory=dict)  # committed rows per dataset
     checkpoints: int = 0  # committed checkpoints
-
-    def host_map(self) -> dict[tuple[str, int], HostSummary]:
-        """The written hosts by (ip, port)."""
-        return {(h.ip, h.port): h for h in self.hosts}
 
 
 def _read_columns(outdir: Path, commits: list[Commit], dataset: str,
@@ -75,21 +71,21 @@ def _read_columns(outdir: Path, commits: list[Commit], dataset: str,
                 yield pq.read_table(outdir / name, columns=columns).to_pydict()
 
 
-def load_hosts(outdir: Path, commits: list[Commit] | None = None) -> tuple[HostSummary, ...]:
-    """Summaries of the committed `hosts` rows, in the order they were written."""
+def load_hosts(outdir: Path, commits: list[Commit] | None = None) -> dict[str, HostSummary]:
+    """Summaries of the committed `hosts` rows by address, in the order they were written."""
     if commits is None:
         commits = read_commits(outdir)
-    hosts: list[HostSummary] = []
+    hosts: dict[str, HostSummary] = {}
     for part in _read_columns(outdir, commits, "hosts", _HOST_COLUMNS):
-        for ip, port, outcome, ehlo, offered, handshake, valid, names in zip(
+        for ip, outcome, ehlo, offered, handshake, valid, names in zip(
                 *(part[c] for c in _HOST_COLUMNS), strict=True):
-            hosts.append(HostSummary(
-                ip=ip, port=port, outcome=HostOutcome(outcome),
+            hosts[ip] = HostSummary(
+                outcome=HostOutcome(outcome),
                 smtp_ok=ehlo == ReplyStatus.OK, starttls_offered=offered is True,
                 tls_ok=handshake == HandshakeStatus.OK,
                 chain_valid=valid,
-                leaf_names=tuple(names or ())))
-    return tuple(hosts)
+                leaf_names=tuple(names or ()))
+    return hosts
 
 
 def load_resume_state(outdir: Path) -> ResumeState:
