@@ -3,8 +3,10 @@
 A Python set of 3.45 million domain strings costs about 100 bytes a name (the string, and a
 hash table kept under two-thirds full): some 370 MB, most of a large survey's memory. NameSet
 keeps an 8-byte BLAKE2b digest per name instead: the latest names in a small set, the older
-ones in one sorted NumPy array that the small set is merged into now and then. That is about
-8 bytes a name (28 MB at 3.45M) with O(log n) membership, and the same answers on every run.
+ones in 256 sorted NumPy arrays (by the digest's first byte) that the small set is merged into
+now and then. That is about 8 bytes a name (28 MB at 3.45M) with O(log n) membership, and the
+same answers on every run. Merging one bucket at a time keeps the copy a merge makes to 1/256
+of the whole: a single array doubled for a moment at every merge (+28 MB at 3.45M).
 
 Two different names share a digest with probability about n²/2⁶⁵ (3·10⁻⁷ for 3.45M names);
 the second would be counted as a duplicate of the first.
@@ -18,6 +20,10 @@ import numpy as np
 
 #: names kept in the small set before it is merged into the sorted array
 MERGE_EVERY = 1 << 17
+_BUCKETS = 256  # by the digest's top byte
+_BUCKET_SHIFT = 64 - 8
+_BUCKET_STARTS = np.arange(1, _BUCKETS, dtype=np.uint64) << np.uint64(_BUCKET_SHIFT)
+_EMPTY: np.ndarray = np.empty(0, dtype=np.uint64)
 
 
 def _digest(name: str) -> int:
@@ -32,11 +38,12 @@ class NameSet:
         if merge_every < 1:
             raise ValueError("merge_every must be at least 1")
         self._recent: set[int] = set()
-        self._sorted: np.ndarray = np.empty(0, dtype=np.uint64)
+        self._buckets: list[np.ndarray] = [_EMPTY] * _BUCKETS
+        self._merged = 0
         self._merge_every = merge_every
 
     def __len__(self) -> int:
-        return len(self._recent) + int(self._sorted.size)
+        return len(self._recent) + self._merged
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._has(_digest(name))
@@ -54,7 +61,7 @@ class NameSet:
     def _has(self, key: int) -> bool:
         if key in self._recent:
             return True
-        keys = self._sorted
+        keys = self._buckets[key >> _BUCKET_SHIFT]
         if not keys.size:
             return False
         at = int(np.searchsorted(keys, np.uint64(key)))
@@ -62,5 +69,12 @@ class NameSet:
 
     def _merge(self) -> None:
         recent = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
-        self._sorted = np.sort(np.concatenate((self._sorted, recent)))
+        recent.sort()
+        starts = np.searchsorted(recent, _BUCKET_STARTS)
+        for bucket, part in enumerate(np.split(recent, starts)):
+            if part.size:
+                merged = np.concatenate((self._buckets[bucket], part))
+                merged.sort()
+                self._buckets[bucket] = merged
+        self._merged += recent.size
         self._recent = set()

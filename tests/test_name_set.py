@@ -34,3 +34,21 @@ def test_names_take_a_few_bytes_each() -> None:
     # a set of the strings costs ~100 bytes a name; this, 8 bytes plus the small recent set
     assert used / 300_000 < 30, used
     assert "domain-299999.no" in names and "domain-300000.no" not in names
+
+
+def test_a_merge_copies_only_a_small_part_of_the_set() -> None:
+    names = NameSet(merge_every=1 << 14)
+    for i in range(400_000):
+        names.add(f"domain-{i}.no")
+    tracemalloc.start()
+    try:
+        for i in range(400_000, 400_000 + (1 << 14)):  # fills the recent set: one merge
+            names.add(f"domain-{i}.no")
+        now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(names) == 400_000 + (1 << 14)
+    assert all(f"domain-{i}.no" in names for i in range(0, 416_384, 997))
+    # the sorted digests are ~3.3 MB: one array re-sorted whole would have held a second copy
+    # of all of them for a moment (peak ~3.3 MB above what is left)
+    assert peak - now < 1_000_000, (now, peak)
