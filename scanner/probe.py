@@ -73,7 +73,7 @@ class HostAnalyser:
             if chain_sha[0] not in self._names:
                 self._parse(chain_sha[0], probe.chain_der[0])
             names = self._names[chain_sha[0]]
-            verdict = self._verifier.verify(probe.chain_der)
+            verdict = self._verifier.verify(probe.chain_der, chain_sha)
         elif outcome is HostOutcome.TLS_OK:
             verdict = self._verifier.verify(())
         software = version = None
@@ -87,6 +87,6 @@ class HostAnalyser:
         return record, new_certs
 
     def _parse(self, sha: str, der: bytes) -> CertificateRecord:
-        rec = parse_certificate(der)
+        rec = parse_certificate(der, sha)
         self._names[sha] = leaf_names(rec) if rec.parse_ok else ()
         return rec

@@ -154,13 +154,14 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
-def parse_certificate(der: bytes) -> CertificateRecord:
+def parse_certificate(der: bytes, sha256: str | None = None) -> CertificateRecord:
     """Parse one DER certificate; parse_ok False and parse_error when any part is malformed.
 
     Parts that did parse are still filled in, so a certificate with one broken extension keeps
-    its subject and validity; None means "did not parse" (or "absent", e.g. no CN).
+    its subject and validity; None means "did not parse" (or "absent", e.g. no CN). sha256 is
+    the DER's hex digest when the caller already has it.
     """
-    sha256 = hashlib.sha256(der).hexdigest()
+    sha256 = sha256 or hashlib.sha256(der).hexdigest()
     with quiet_cryptography():
         try:
             cert = x509.load_der_x509_certificate(der)

@@ -130,11 +130,16 @@ class ChainVerifier:
         """A verifier for the scan's TrustStore configuration."""
         return cls(trust.extra_anchors, trust.use_mozilla, at)
 
-    def verify(self, chain_der: Sequence[bytes]) -> ChainVerdict:
-        """The verdict on a chain as the server sent it (leaf first); never raises."""
+    def verify(self, chain_der: Sequence[bytes],
+               chain_sha256: tuple[str, ...] | None = None) -> ChainVerdict:
+        """The verdict on a chain as the server sent it (leaf first); never raises.
+
+        chain_sha256, the certificates' SHA-256 hex digests when the caller has them, saves
+        hashing them again and lets the cache share the caller's strings.
+        """
         if not chain_der:
             return ChainVerdict(ChainStatus.NO_CERTIFICATE, False, "no certificate was sent")
-        key = tuple(hashlib.sha256(der).hexdigest() for der in chain_der)
+        key = chain_sha256 or tuple(hashlib.sha256(der).hexdigest() for der in chain_der)
         verdict = self._cache.get(key)
         if verdict is not None:
             self._cache.move_to_end(key)
