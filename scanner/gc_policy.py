@@ -16,7 +16,7 @@ import gc
 from collections.abc import Iterator
 
 #: gen0 collections after this many net allocations; gen1 every 20 of those, gen2 every 100
-SCAN_THRESHOLDS = (50_000, 20, 100)
+SCAN_THRESHOLDS = (50_000, 20, 10)
 
 
 @contextlib.contextmanager
