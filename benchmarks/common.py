@@ -18,6 +18,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def machine() -> str:
@@ -56,6 +57,8 @@ class ChildRun:
     sys_s: float
     max_rss_mib: float
     timed_out: bool = False
+    #: RSS (MiB) at each tenth of the run, sampled from /proc every second: where memory grows
+    rss_by_tenth: tuple[float, ...] = ()
 
     @property
     def cpu_s(self) -> float:
@@ -73,10 +76,17 @@ def run_measured(args: list[str], *, log: Path, env: dict[str, str] | None = Non
                                 env=env, cwd=ROOT, start_new_session=True)
     deadline = None if timeout is None else t0 + timeout
     timed_out = False
+    samples: list[tuple[float, float]] = []
+    next_sample = t0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
+        if time.monotonic() >= next_sample:
+            next_sample += 1.0
+            rss = _rss_mib(proc.pid)
+            if rss is not None:
+                samples.append((time.monotonic() - t0, rss))
         if deadline is not None and time.monotonic() > deadline:
             timed_out = True
             os.killpg(proc.pid, signal.SIGKILL)
@@ -86,7 +96,26 @@ def run_measured(args: list[str], *, log: Path, env: dict[str, str] | None = Non
     wall = time.monotonic() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     return ChildRun(proc.returncode, wall, usage.ru_utime, usage.ru_stime,
-                    usage.ru_maxrss / 1024, timed_out)
+                    usage.ru_maxrss / 1024, timed_out, _by_tenth(samples, wall))
+
+
+def _rss_mib(pid: int) -> float | None:
+    """The live process's resident set size, or None once it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _by_tenth(samples: list[tuple[float, float]], wall: float) -> tuple[float, ...]:
+    """The largest sample within each tenth of the run (empty when too short to sample)."""
+    if len(samples) < 10:
+        return ()
+    tenths = [0.0] * 10
+    for t, rss in samples:
+        i = min(9, int(10 * t / wall))
+        tenths[i] = max(tenths[i], round(rss, 1))
+    return tuple(tenths)
 
 
 def tree_cpu_s(pid: int) -> float:

@@ -79,3 +79,13 @@ def test_results_table_appends_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     runs = text.split("## Runs")[1].split("## Other")[0]
     assert "| 1 | 2 |" in runs and "| 4 | 5 |" in runs
     assert "| 3 |" in text.split("## Other")[1]
+
+
+def test_rss_by_tenth_keeps_the_largest_sample_of_each_tenth(tmp_path: Path) -> None:
+    samples = [(t / 2, 100.0 + t) for t in range(40)]  # 20 s, growing 2 MiB a second
+    assert common._by_tenth(samples, 20.0) == tuple(103.0 + 4 * i for i in range(10))
+    assert common._by_tenth(samples[:5], 20.0) == ()  # too short to say
+    run = common.run_measured([sys.executable, "-c", "import time; b = bytearray(60 << 20); "
+                               "b[::4096] = b'x' * len(b[::4096]); time.sleep(11)"],
+                              log=tmp_path / "log")
+    assert len(run.rss_by_tenth) == 10 and min(run.rss_by_tenth[1:]) > 60
