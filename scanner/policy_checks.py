@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from scanner.config import ScanConfig
-from scanner.dane import ChainKeys, TlsaLookup, chain_keys, lookup_tlsa
+from scanner.dane import ChainKeys, ChainKeysCache, TlsaLookup, lookup_tlsa
 from scanner.dns_cache import LookupCache
 from scanner.mail_policy import lookup_mail_policy
 from scanner.mta_sts import StsFetcher, StsResult
@@ -42,6 +42,7 @@ class PolicyChecker:
             allow_address=self._may_contact)
         self._tlsa: LookupCache[TlsaLookup] = LookupCache(self._load_tlsa, TLSA_CACHE_SIZE)
         self._keys: dict[str, ChainKeys] = {}  # TLS addresses only
+        self._chain_keys = ChainKeysCache()  # addresses with one chain share its keys
 
     def _may_contact(self, ip: str) -> bool:
         if self._config.exclusions.excludes_address(ip):
@@ -72,7 +73,7 @@ class PolicyChecker:
     def remember(self, record: HostRecord) -> None:
         """Keep the compact DANE keys of a probed address's chain."""
         if record.probe.handshake_status == HandshakeStatus.OK:
-            keys = chain_keys(record.probe.chain_der)
+            keys = self._chain_keys.get(record.chain_sha256, record.probe.chain_der)
             if keys is not None:  # an address without keys is simply absent
                 self._keys[record.probe.ip] = keys
 
@@ -87,7 +88,7 @@ class PolicyChecker:
         for ip, handshake, chain in zip(*(hosts.column(c).to_pylist() for c in hosts.column_names),
                                         strict=True):
             if handshake == HandshakeStatus.OK and all(s in der for s in chain or ()):
-                keys = chain_keys([der[s] for s in chain])
+                keys = self._chain_keys.get(tuple(chain), [der[s] for s in chain])
                 if keys is not None:
                     self._keys[ip] = keys
 

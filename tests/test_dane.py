@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from scanner.config import Timeouts
 from scanner.dane import (
     ChainKeys,
+    ChainKeysCache,
     Tlsa,
     TlsaLookup,
     chain_keys,
@@ -54,6 +55,19 @@ def keys(chain: tuple[x509.Certificate, ...]) -> ChainKeys:
     found = chain_keys([c.public_bytes(DER) for c in chain])
     assert found is not None
     return found
+
+
+def test_chain_keys_are_derived_once_per_chain(chain: Any, keys: ChainKeys) -> None:
+    ders = [c.public_bytes(DER) for c in chain]
+    shas = tuple(hashlib.sha256(d).hexdigest() for d in ders)
+    cache = ChainKeysCache(size=2)
+    first = cache.get(shas, ders)
+    assert first == keys
+    assert cache.get(shas, list(ders)) is first and cache.derived == 1  # a second address
+    cache.get(shas[:1], ders[:1])
+    cache.get(shas[1:2], ders[1:2])  # a third chain: the first, least recent, is evicted
+    assert cache.derived == 3
+    assert cache.get(shas, ders) == keys and cache.derived == 4
 
 
 def _data(cert: x509.Certificate, selector: int, mtype: int) -> bytes:
