@@ -7,15 +7,20 @@ query bytes directly, keeps one socket per server for the whole scan, and hands 
 dnspython's parser; a truncated (TC) answer is asked again over TCP by dnspython. A reply with
 no answer records (NXDOMAIN, NODATA, SERVFAIL: most policy lookups) is read from its 12-byte
 header alone (RFC 1035 §4.1.1) and never parsed.
+
+A query costs one future and one send: unanswered queries are given up by one sweep per server
+that runs at most every `_SWEEP_S` seconds, not by a timer per query or per batch, and query
+ids come from a buffer of `os.urandom` bytes rather than a system call each.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
+import os
 import socket
 import struct
 import weakref
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +35,9 @@ _FLAGS = dns.flags.RD | dns.flags.AD  # AD asks for the AD bit (RFC 6840 §5.7)
 _OPT = b"\x00" + struct.pack("!HHIH", 41, 1232, 0x8000, 0)
 _RECV_BUFFER = 1 << 21
 _MAX_DATAGRAM = 65535
+#: unanswered queries are given up this late at most (one sweep per server per period)
+_SWEEP_S = 0.05
+_ID_BYTES = 2048  # random bytes drawn at once for query ids (1,024 ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +64,9 @@ def question_wire(name: str, rdtype: int) -> bytes:
 class _Server:
     """One connected UDP socket to one server, read whenever the event loop says it is ready."""
 
-    def __init__(self, address: tuple[str, int]) -> None:
+    def __init__(self, address: tuple[str, int], timeout: float) -> None:
         self.address = address
+        self.timeout = timeout
         self.loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -68,8 +77,13 @@ class _Server:
         except OSError:
             self.sock.close()
             raise
-        #: query id -> (question bytes, future of the raw reply)
-        self.pending: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}
+        #: query id -> (question bytes, future of the raw reply, None when given up)
+        self.pending: dict[int, tuple[bytes, asyncio.Future[bytes | None]]] = {}
+        #: (deadline, id, future) in sending order, so in deadline order: the sweep's queue
+        self._deadlines: deque[tuple[float, int, asyncio.Future[bytes | None]]] = deque()
+        self._sweep_at: asyncio.TimerHandle | None = None
+        self._random = b""
+        self._random_at = 0
         self.loop.add_reader(self.sock.fileno(), self._readable)
         self._finalizer = weakref.finalize(self, _release, self.loop, self.sock)
 
@@ -83,22 +97,70 @@ class _Server:
                 return
             if len(data) < 12:
                 continue
-            entry = self.pending.get(int.from_bytes(data[:2], "big"))
+            qid = int.from_bytes(data[:2], "big")
+            entry = self.pending.get(qid)
             if entry is None:
                 continue  # a late answer to a query already given up
             question, fut = entry
             # a reply must echo the question (case-insensitively), or it is not ours
-            if data[12:12 + len(question)].lower() != question.lower() or fut.done():
+            if data[12:12 + len(question)].lower() != question.lower():
                 continue
-            fut.set_result(data)
+            del self.pending[qid]
+            if not fut.done():
+                fut.set_result(data)
 
     def new_id(self) -> int:
+        """A query id not in flight, from the operating system's CSPRNG (RFC 5452 §9.2)."""
         while True:
-            qid = secrets.randbits(16)
+            at = self._random_at
+            if at >= len(self._random):
+                self._random, at = os.urandom(_ID_BYTES), 0
+            self._random_at = at + 2
+            qid = int.from_bytes(self._random[at:at + 2], "big")
             if qid not in self.pending:
                 return qid
 
+    def send(self, question: bytes) -> tuple[int, asyncio.Future[bytes | None]] | None:
+        """Send one question; its id and the future of its reply, or None if it could not go.
+
+        The future gets the reply's bytes, or None once `timeout` has passed without one.
+        """
+        qid = self.new_id()
+        try:
+            self.sock.send(struct.pack("!HHHHHH", qid, _FLAGS, 1, 0, 0, 1) + question + _OPT)
+        except (BlockingIOError, ConnectionRefusedError):
+            return None  # not sent: counts as unanswered
+        fut: asyncio.Future[bytes | None] = self.loop.create_future()
+        self.pending[qid] = (question, fut)
+        deadline = self.loop.time() + self.timeout
+        self._deadlines.append((deadline, qid, fut))
+        if self._sweep_at is None:
+            self._sweep_at = self.loop.call_at(deadline, self._sweep)
+        return qid, fut
+
+    def forget(self, qid: int, fut: asyncio.Future[bytes | None]) -> None:
+        """Stop waiting for a query (its asker is gone); a later reply is then ignored."""
+        entry = self.pending.get(qid)
+        if entry is not None and entry[1] is fut:
+            del self.pending[qid]
+        fut.cancel()
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, qid, fut = deadlines.popleft()
+            if not fut.done():
+                del self.pending[qid]  # not answered, so still there
+                fut.set_result(None)
+        self._sweep_at = None
+        if deadlines:  # at most one sweep per period, however many queries are waiting
+            self._sweep_at = self.loop.call_at(max(deadlines[0][0], now + _SWEEP_S), self._sweep)
+
     def close(self) -> None:
+        if self._sweep_at is not None:
+            self._sweep_at.cancel()
+            self._sweep_at = None
         self._finalizer()
 
 
@@ -126,21 +188,20 @@ class UdpStub:
     def _server(self, address: tuple[str, int]) -> _Server:
         server = self._servers.get(address)
         if server is None or server.loop is not asyncio.get_running_loop():
-            server = self._servers[address] = _Server(address)
+            server = self._servers[address] = _Server(address, self._timeout)
         return server
 
     async def query_many(self, queries: Sequence[tuple[str, int]]
                          ) -> list[StubReply | dns.exception.DNSException]:
         """Replies to several queries sent together (a domain's policy records), in order.
 
-        One wait per try covers the whole batch; a query no server answered gets a
-        dns.exception.Timeout, a reply that does not parse its DNSException.
+        A query no server answered gets a dns.exception.Timeout, a reply that does not parse
+        its DNSException.
         """
         questions = [question_wire(name, rdtype) for name, rdtype in queries]
         replies: list[tuple[bytes, tuple[str, int]] | None] = [None] * len(questions)
         todo = list(range(len(questions)))
-        attempts = [address for _ in range(self._tries) for address in self._addresses]
-        for address in attempts:
+        for address in [address for _ in range(self._tries) for address in self._addresses]:
             answered = await self._ask(self._server(address), [questions[i] for i in todo])
             for i, reply in zip(todo, answered, strict=True):
                 if reply is not None:
@@ -155,52 +216,54 @@ class UdpStub:
                     timeout=self._timeout * self._tries))
                 continue
             try:
-                results.append(await self._parse(*got, question))
+                reply, address = got
+                parsed = _parse(reply)
+                if parsed is None:  # truncated: the whole answer over TCP
+                    parsed = await self._over_tcp(reply, address, question)
+                results.append(parsed)
             except dns.exception.DNSException as exc:
                 results.append(exc)
         return results
 
-    async def _ask(self, server: _Server, questions: list[bytes]) -> list[bytes | None]:
-        """Send each question, wait up to the timeout for all; None where none came."""
-        sent: list[tuple[int, asyncio.Future[bytes]]] = []
+    @staticmethod
+    async def _ask(server: _Server, questions: list[bytes]) -> list[bytes | None]:
+        """Send each question and wait for its reply; None where none came in time."""
+        sent = [server.send(question) for question in questions]
         try:
-            for question in questions:
-                qid = server.new_id()
-                fut: asyncio.Future[bytes] = server.loop.create_future()
-                server.pending[qid] = (question, fut)
-                sent.append((qid, fut))
-                try:
-                    server.sock.send(struct.pack("!HHHHHH", qid, _FLAGS, 1, 0, 0, 1)
-                                     + question + _OPT)
-                except (BlockingIOError, ConnectionRefusedError):
-                    fut.cancel()  # not sent: counts as unanswered
-            waiting = [f for _, f in sent if not f.done()]
-            if waiting:
-                await asyncio.wait(waiting, timeout=self._timeout)
-            return [f.result() if f.done() and not f.cancelled() else None for _, f in sent]
+            return [None if s is None else await s[1] for s in sent]
         finally:
-            for qid, fut in sent:
-                del server.pending[qid]
-                fut.cancel()
+            for s in sent:
+                if s is not None:  # only entries still waiting (cancelled with us) are there
+                    server.forget(*s)
 
-    async def _parse(self, reply: bytes, address: tuple[str, int], question: bytes) -> StubReply:
-        flags = int.from_bytes(reply[2:4], "big")
-        if reply[6:8] == b"\0\0" and not flags & dns.flags.TC:
-            return StubReply(flags & 0x000F, flags, None)  # no answer records: the header says all
-        message = dns.message.from_wire(reply)
-        if message.flags & dns.flags.TC:
-            query = dns.message.from_wire(reply[:2] + struct.pack("!HHHHH", _FLAGS, 1, 0, 0, 0)
-                                          + question)
-            query.use_edns(0, dns.flags.DO, 1232)
-            message = await dns.asyncquery.tcp(query, address[0], timeout=self._timeout,
-                                               port=address[1])
-        if not isinstance(message, dns.message.QueryMessage):
-            raise dns.exception.FormError(  # type: ignore[no-untyped-call]
-                "the reply is not an answer to a query")
-        return StubReply(message.rcode(), message.flags, message)
+    async def _over_tcp(self, reply: bytes, address: tuple[str, int], question: bytes
+                        ) -> StubReply:
+        query = dns.message.from_wire(reply[:2] + struct.pack("!HHHHH", _FLAGS, 1, 0, 0, 0)
+                                      + question)
+        query.use_edns(0, dns.flags.DO, 1232)
+        message = await dns.asyncquery.tcp(query, address[0], timeout=self._timeout,
+                                           port=address[1])
+        return _answer_of(message)
 
     def close(self) -> None:
         """Release the sockets."""
         for server in self._servers.values():
             server.close()
         self._servers.clear()
+
+
+def _parse(reply: bytes) -> StubReply | None:
+    """The reply as a StubReply; None when it is truncated (TC) and must be asked over TCP."""
+    flags = int.from_bytes(reply[2:4], "big")
+    if flags & dns.flags.TC:
+        return None
+    if reply[6:8] == b"\0\0":
+        return StubReply(flags & 0x000F, flags, None)  # no answer records: the header says all
+    return _answer_of(dns.message.from_wire(reply))
+
+
+def _answer_of(message: dns.message.Message) -> StubReply:
+    if not isinstance(message, dns.message.QueryMessage):
+        raise dns.exception.FormError(  # type: ignore[no-untyped-call]
+            "the reply is not an answer to a query")
+    return StubReply(message.rcode(), message.flags, message)
