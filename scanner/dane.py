@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from scanner.policy_dns import PolicyResolver
+from scanner.policy_dns import PolicyAnswer, PolicyResolver
 from scanner.policy_status import DaneClass, DaneStatus, TlsaStatus
 from scanner.status import DnsStatus
 
@@ -59,7 +59,17 @@ def tlsa_name(mx_hostname: str, port: int = 25) -> str:
 
 async def lookup_tlsa(mx_hostname: str, resolver: PolicyResolver) -> TlsaLookup:
     """TLSA records of an MX host; `secure` only when the answer carried the AD bit."""
-    answer = await resolver.query(tlsa_name(mx_hostname), "TLSA")
+    return (await lookup_tlsa_many((mx_hostname,), resolver))[0]
+
+
+async def lookup_tlsa_many(mx_hostnames: Sequence[str], resolver: PolicyResolver
+                           ) -> list[TlsaLookup]:
+    """`lookup_tlsa` of several MX hosts, asked together."""
+    answers = await resolver.query_many([(tlsa_name(name), "TLSA") for name in mx_hostnames])
+    return [_tlsa_lookup(answer) for answer in answers]
+
+
+def _tlsa_lookup(answer: PolicyAnswer) -> TlsaLookup:
     if answer.status in (DnsStatus.NXDOMAIN, DnsStatus.NODATA):
         return TlsaLookup(TlsaStatus.NONE)
     if answer.status is not DnsStatus.OK:

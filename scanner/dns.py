@@ -80,7 +80,7 @@ class MailResolver:
                  host_cache_size: int = HOST_CACHE_SIZE) -> None:
         self._timeouts = timeouts
         self._channel = DnsChannel(resolvers, timeouts, limits)
-        self._hosts: LookupCache[HostAddresses] = LookupCache(self._load_host, host_cache_size)
+        self._hosts: LookupCache[HostAddresses] = LookupCache(self._load_hosts, host_cache_size)
 
     @property
     def channel_stats(self) -> ChannelStats:
@@ -141,10 +141,14 @@ class MailResolver:
         detail = None if found.status is DnsStatus.OK else found.error_detail
         return found.status, MxSource.IMPLICIT, (host,), detail
 
-    async def _load_host(self, name: str) -> tuple[HostAddresses, float | None]:
-        found = await self._lookup_addresses(name)
-        settled = found.status is DnsStatus.OK or found.status in NEGATIVE_ANSWERS
-        return found, None if settled else FAILURE_KEEP_S
+    async def _load_hosts(self, names: Sequence[str]
+                          ) -> list[tuple[HostAddresses, float | None]]:
+        if len(names) == 1:
+            found = [await self._lookup_addresses(names[0])]
+        else:
+            found = await asyncio.gather(*(self._lookup_addresses(name) for name in names))
+        return [(f, None if f.status is DnsStatus.OK or f.status in NEGATIVE_ANSWERS
+                 else FAILURE_KEEP_S) for f in found]
 
     async def _lookup_addresses(self, name: str) -> HostAddresses:
         """A and AAAA in parallel, combined."""

@@ -16,13 +16,15 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-#: A loader returns the value and how long to keep it (seconds), None for "until evicted".
-Loader = Callable[[str], Awaitable[tuple[T, float | None]]]
+#: A loader gets names and returns, for each, the value and how long to keep it (seconds; None
+#: for "until evicted"). A caller's names not stored go to one loader call: one task for a
+#: domain's MX hosts rather than one per host.
+Loader = Callable[[Sequence[str]], Awaitable[Sequence[tuple[T, float | None]]]]
 
 
-def _retrieve(task: asyncio.Task[T]) -> None:
-    if not task.cancelled():
-        task.exception()
+def _retrieve(fut: asyncio.Future[T]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 class LookupCache(Generic[T]):
@@ -34,9 +36,10 @@ class LookupCache(Generic[T]):
         self._loader = loader
         self._max = max_entries
         self._values: OrderedDict[str, tuple[T, float | None]] = OrderedDict()
-        self._pending: dict[str, asyncio.Task[T]] = {}
+        self._pending: dict[str, asyncio.Future[T]] = {}  # names being looked up
+        self._loads: set[asyncio.Task[None]] = set()
         self.hits = 0
-        self.misses = 0  # lookups started
+        self.misses = 0  # names looked up
         self.joined = 0  # callers that awaited a lookup already in flight
 
     def __len__(self) -> int:
@@ -55,47 +58,59 @@ class LookupCache(Generic[T]):
         self.hits += 1
         return (value,)
 
-    async def get_many(self, names: Sequence[str]) -> list[T]:
-        """`get` of several names; stored values are returned without starting a task."""
-        found = [self._stored(name) for name in names]
-        missing = [i for i, f in enumerate(found) if f is None]
-        if len(missing) == 1:
-            found[missing[0]] = (await self.get(names[missing[0]]),)
-        elif missing:
-            loaded = await asyncio.gather(*(self.get(names[i]) for i in missing))
-            for i, value in zip(missing, loaded, strict=True):
-                found[i] = (value,)
-        return [f[0] for f in found if f is not None]
-
     async def get(self, name: str) -> T:
         """The value for `name`, looking it up unless it is stored or already being looked up."""
-        stored = self._stored(name)
-        if stored is not None:
-            return stored[0]
-        task = self._pending.get(name)
-        if task is None:
-            self.misses += 1
-            task = asyncio.get_running_loop().create_task(self._load(name))
-            task.add_done_callback(_retrieve)  # no "exception never retrieved" if all waiters left
-            self._pending[name] = task
-        else:
-            self.joined += 1
-        # shield: one waiter being cancelled must not cancel the lookup the others await.
-        return await asyncio.shield(task)
+        return (await self.get_many((name,)))[0]
 
-    async def _load(self, name: str) -> T:
+    async def get_many(self, names: Sequence[str]) -> list[T]:
+        """The values for `names`, in order; those neither stored nor in flight in one load."""
+        found = [self._stored(name) for name in names]
+        waits: dict[str, asyncio.Future[T]] = {}
+        new: dict[str, asyncio.Future[T]] = {}
+        for name, f in zip(names, found, strict=True):
+            if f is not None or name in waits:
+                continue
+            fut = self._pending.get(name)
+            if fut is None:
+                fut = new[name] = self._pending[name] = asyncio.get_running_loop().create_future()
+                fut.add_done_callback(_retrieve)  # no "never retrieved" if all waiters left
+            else:
+                self.joined += 1
+            waits[name] = fut
+        if new:
+            self.misses += len(new)
+            task = asyncio.get_running_loop().create_task(self._load(new))
+            self._loads.add(task)
+            task.add_done_callback(self._loads.discard)
+        # shield: one waiter being cancelled must not cancel the lookup the others await
+        got = {name: await asyncio.shield(fut) for name, fut in waits.items()}
+        return [f[0] if f is not None else got[name] for name, f in zip(names, found, strict=True)]
+
+    async def _load(self, futures: dict[str, asyncio.Future[T]]) -> None:
         try:
-            value, keep_s = await self._loader(name)
-        finally:
+            loaded = await self._loader(list(futures))
+        except BaseException as exc:
+            for name, fut in futures.items():
+                del self._pending[name]
+                if isinstance(exc, asyncio.CancelledError):
+                    fut.cancel()
+                elif not fut.done():
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        now = time.monotonic()
+        for (name, fut), (value, keep_s) in zip(futures.items(), loaded, strict=True):
             del self._pending[name]
-        self._values[name] = (value, None if keep_s is None else time.monotonic() + keep_s)
-        if len(self._values) > self._max:
+            self._values[name] = (value, None if keep_s is None else now + keep_s)
+            if not fut.done():
+                fut.set_result(value)
+        while len(self._values) > self._max:
             self._values.popitem(last=False)
-        return value
 
     async def close(self) -> None:
         """Cancel lookups still in flight (their waiters see CancelledError)."""
-        tasks = list(self._pending.values())
+        tasks = list(self._loads)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from scanner.config import ScanConfig
-from scanner.dane import ChainKeys, ChainKeysCache, TlsaLookup, lookup_tlsa
+from scanner.dane import ChainKeys, ChainKeysCache, TlsaLookup, lookup_tlsa_many
 from scanner.dns_cache import LookupCache
 from scanner.mail_policy import lookup_mail_policy
 from scanner.mta_sts import StsFetcher, StsResult
@@ -49,8 +50,8 @@ class PolicyChecker:
             return False
         return self._config.lab_mode or ipaddress.ip_address(ip).is_global
 
-    async def _load_tlsa(self, name: str) -> tuple[TlsaLookup, float | None]:
-        return await lookup_tlsa(name, self.resolver), None
+    async def _load_tlsa(self, names: Sequence[str]) -> list[tuple[TlsaLookup, float | None]]:
+        return [(found, None) for found in await lookup_tlsa_many(names, self.resolver)]
 
     async def domain_facts(self, domain: str) -> DomainPolicyFacts:
         """TXT records of the domain, and its MTA-STS policy when the TXT record is valid."""

@@ -7,7 +7,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import aiodns
@@ -302,13 +302,16 @@ async def test_dns_in_flight_bounds_concurrent_queries(population: Population,
         _check_against_truth(mail, truth[mail.domain], population)
 
 
-def _counting_loader(calls: list[str], gate: asyncio.Event | None = None
-                     ) -> Callable[[str], Awaitable[tuple[str, float | None]]]:
-    async def load(name: str) -> tuple[str, float | None]:
-        calls.append(name)
+def _counting_loader(calls: list[str], gate: asyncio.Event | None = None,
+                     loads: list[list[str]] | None = None
+                     ) -> Callable[[Sequence[str]], Awaitable[list[tuple[str, float | None]]]]:
+    async def load(names: Sequence[str]) -> list[tuple[str, float | None]]:
+        calls.extend(names)
+        if loads is not None:
+            loads.append(list(names))
         if gate is not None:
             await gate.wait()
-        return name.upper(), None
+        return [(name.upper(), None) for name in names]
     return load
 
 
@@ -334,6 +337,38 @@ async def test_lookup_cache_get_many_loads_only_what_is_not_stored() -> None:
     assert await cache.get_many([]) == []
     assert calls == ["a", "b", "c", "d"]
     assert (cache.hits, cache.misses) == (3, 4)
+
+
+async def test_lookup_cache_loads_a_callers_new_names_together_and_joins_the_others() -> None:
+    calls: list[str] = []
+    loads: list[list[str]] = []
+    gate = asyncio.Event()
+    cache: LookupCache[str] = LookupCache(_counting_loader(calls, gate, loads), max_entries=10)
+    first = asyncio.create_task(cache.get_many(["a", "b", "c"]))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(cache.get_many(["c", "d", "a", "e"]))
+    await asyncio.sleep(0)
+    gate.set()
+    assert await first == ["A", "B", "C"]
+    assert await second == ["C", "D", "A", "E"]
+    assert loads == [["a", "b", "c"], ["d", "e"]]  # one load per caller, nothing asked twice
+    assert cache.joined == 2 and cache.misses == 5
+
+
+async def test_lookup_cache_a_failed_load_fails_its_waiters_and_is_not_stored() -> None:
+    attempts: list[str] = []
+
+    async def flaky(names: Sequence[str]) -> list[tuple[str, float | None]]:
+        attempts.extend(names)
+        if len(attempts) <= 2:
+            raise RuntimeError("boom")
+        return [(n.upper(), None) for n in names]
+
+    cache: LookupCache[str] = LookupCache(flaky, max_entries=10)
+    with pytest.raises(RuntimeError):
+        await cache.get_many(["a", "b"])
+    assert len(cache) == 0
+    assert await cache.get_many(["a", "b"]) == ["A", "B"]
 
 
 async def test_lookup_cache_survives_a_cancelled_waiter() -> None:
