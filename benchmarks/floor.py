@@ -5,19 +5,30 @@ with the same permissive TLS settings, EHLO again and QUIT, with raw asyncio str
 analysis, over every host of a lab. Its CPU per probe is the floor for this language; the
 scanner's CPU per probe is reported as a ratio to it. `openssl speed` gives the handshake's own
 crypto (X25519 key exchange, ECDSA P-256 signature check) as the physical floor.
+
+The scanner also asks DNS for what it probes (MX, then A and AAAA of each MX host) and, with
+its policy stage, four TXT records per domain and TLSA per MX host. Two more floors do those
+wire steps too, over the domains the scanner gets: `dns` (MX, A, AAAA; compared with the
+scanner's `--no-policies`) and `dns+policies` (also TXT and TLSA, whose replies it does not
+read; it skips the scanner's MTA-STS HTTPS fetches, so it is a little cheaper than the same
+steps). Their DNS client is a bare UDP socket with hand-built queries and just enough parsing
+for MX and address records.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import re
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,6 +44,8 @@ from common import (  # noqa: E402
     scanner_env,
     today,
 )
+
+from scanner.config import Limits  # noqa: E402
 
 
 def _context() -> ssl.SSLContext:
@@ -114,9 +127,204 @@ async def probe_all(targets: list[tuple[str, int]], concurrency: int, greeting_s
     return counts
 
 
+_MX, _A, _AAAA, _TXT, _TLSA = 15, 1, 28, 16, 52
+_POLICY_TXT = ("", "_dmarc.", "_smtp._tls.", "_mta-sts.")
+
+
+class _Dns(asyncio.DatagramProtocol):
+    """The cheapest DNS client: one UDP socket, hand-built queries, replies matched by id."""
+
+    def __init__(self, timeout_s: float, in_flight: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.slots = asyncio.Semaphore(in_flight)
+        self.taking = asyncio.Lock()
+        self.timeout_s = timeout_s
+        self.pending: dict[int, asyncio.Future[bytes | None]] = {}
+        self.deadlines: collections.deque[tuple[float, int]] = collections.deque()
+        self.next_id = 0
+        self.queries = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)  # as the scanner's stub
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        fut = self.pending.pop(int.from_bytes(data[:2], "big"), None)
+        if fut is not None:
+            fut.set_result(data)
+
+    async def ask(self, queries: list[tuple[str, int]], tries: int = 2) -> list[bytes | None]:
+        """Replies to queries sent together, each asked again when a try goes unanswered."""
+        async with self.taking:  # a batch takes all its slots at once, or batches deadlock
+            for _ in queries:
+                await self.slots.acquire()
+        try:
+            replies: list[bytes | None] = [None] * len(queries)
+            todo = range(len(queries))
+            for _ in range(tries):
+                sent = [(i, self.send(*queries[i])) for i in todo]
+                for i, fut in sent:
+                    replies[i] = await fut
+                todo = [i for i in todo if replies[i] is None]
+                if not todo:
+                    break
+            for i, reply in enumerate(replies):
+                if reply is not None and reply[2] & 0x02:  # TC: the whole answer over TCP
+                    replies[i] = await self.over_tcp(*queries[i])
+            return replies
+        finally:
+            for _ in queries:
+                self.slots.release()
+
+    async def over_tcp(self, name: str, qtype: int) -> bytes | None:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("peername")[:2]
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            return None
+        try:
+            query = struct.pack("!6H", 0, 0x0100, 1, 0, 0, 0) + _qname(name) + struct.pack(
+                "!HH", qtype, 1)
+            writer.write(len(query).to_bytes(2, "big") + query)
+            async with asyncio.timeout(self.timeout_s):
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                return await reader.readexactly(size)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            return None
+        finally:
+            writer.close()
+
+    def send(self, name: str, qtype: int) -> asyncio.Future[bytes | None]:
+        """Send a query; the future gets the reply, or None after `timeout_s`."""
+        self.next_id = qid = (self.next_id + 1) & 0xFFFF
+        fut: asyncio.Future[bytes | None] = self.loop.create_future()
+        self.pending[qid] = fut
+        assert self.transport is not None
+        self.transport.sendto(struct.pack("!6H", qid, 0x0100, 1, 0, 0, 0) + _qname(name)
+                              + struct.pack("!HH", qtype, 1))
+        self.deadlines.append((self.loop.time() + self.timeout_s, qid))
+        self.queries += 1
+        return fut
+
+    async def sweep(self) -> None:
+        """Give up unanswered queries, a quarter of a second at a time."""
+        while True:
+            await asyncio.sleep(0.25)
+            now = self.loop.time()
+            while self.deadlines and self.deadlines[0][0] <= now:
+                fut = self.pending.pop(self.deadlines.popleft()[1], None)
+                if fut is not None:
+                    fut.set_result(None)
+
+
+def _qname(name: str) -> bytes:
+    return b"".join(bytes((len(label),)) + label.encode()
+                    for label in name.split(".") if label) + b"\0"
+
+
+def _name_end(msg: bytes, at: int) -> int:
+    while msg[at] and msg[at] < 0xC0:
+        at += msg[at] + 1
+    return at + (2 if msg[at] else 1)
+
+
+def _name(msg: bytes, at: int) -> str:
+    labels = []
+    while msg[at]:
+        if msg[at] >= 0xC0:
+            at = int.from_bytes(msg[at:at + 2], "big") & 0x3FFF
+            continue
+        labels.append(msg[at + 1:at + 1 + msg[at]].decode("ascii", "replace"))
+        at += msg[at] + 1
+    return ".".join(labels).lower()
+
+
+def _answers(msg: bytes | None, qtype: int) -> list[tuple[bytes, int]]:
+    """(message, RDATA offset) of each answer record of `qtype`."""
+    if msg is None or len(msg) < 12:
+        return []
+    at = _name_end(msg, 12) + 4
+    found = []
+    for _ in range(int.from_bytes(msg[6:8], "big")):
+        at = _name_end(msg, at)
+        rtype, _, _, rdlen = struct.unpack_from("!HHIH", msg, at)
+        at += 10
+        if rtype == qtype:
+            found.append((msg, at))
+        at += rdlen
+    return found
+
+
+async def _resolve_and_probe(domains: list[str], resolver: tuple[str, int], port: int,
+                             probes: int, greeting_s: float, deadline_s: float,
+                             policies: bool, dns_s: float = 2.0) -> dict[str, Any]:
+    """Each domain's MX, each MX host's A and AAAA (once), each new address probed once."""
+    loop = asyncio.get_running_loop()
+    ctx = _context()
+    # the scanner's two resolvers (MX and addresses; policy records) each allow 200 in flight
+    dns_client = _Dns(dns_s, 2 * Limits().dns_in_flight)
+    await loop.create_datagram_endpoint(lambda: dns_client, remote_addr=resolver)
+    sweeper = loop.create_task(dns_client.sweep())
+    probe_sem, domain_sem = asyncio.Semaphore(probes), asyncio.Semaphore(probes)
+    hosts: dict[str, asyncio.Future[list[str]]] = {}
+    probed: set[str] = set()
+    counts: dict[str, int] = {}
+
+    async def addresses(name: str, fut: asyncio.Future[list[str]]) -> None:
+        a, aaaa = await dns_client.ask([(name, _A), (name, _AAAA)])
+        found = [socket.inet_ntop(socket.AF_INET, m[at:at + 4]) for m, at in _answers(a, _A)]
+        found += [socket.inet_ntop(socket.AF_INET6, m[at:at + 16])
+                  for m, at in _answers(aaaa, _AAAA)]
+        fut.set_result(found)
+
+    async def one_probe(ip: str) -> None:
+        async with probe_sem:
+            result = await probe(ip, port, ctx, greeting_s, deadline_s)
+        counts[result] = counts.get(result, 0) + 1
+
+    async def unread(queries: list[tuple[str, int]]) -> None:
+        await dns_client.ask(queries)  # asked, and the replies not looked at
+
+    async def domain(name: str) -> None:
+        async with domain_sem:
+            if policies:
+                tg.create_task(unread([(p + name, _TXT) for p in _POLICY_TXT]))
+            reply = (await dns_client.ask([(name, _MX)]))[0]
+            mx = [_name(m, at + 2) for m, at in _answers(reply, _MX)]
+            new = [host for host in mx or [name] if host not in hosts]
+            for host in new:
+                hosts[host] = loop.create_future()
+                tg.create_task(addresses(host, hosts[host]))
+            if policies and new:
+                tg.create_task(unread([(f"_25._tcp.{host}", _TLSA) for host in new]))
+            for host in mx or [name]:
+                for ip in await hosts[host]:
+                    if ip not in probed:
+                        probed.add(ip)
+                        tg.create_task(one_probe(ip))
+
+    async with asyncio.TaskGroup() as tg:
+        for name in domains:
+            tg.create_task(domain(name))
+    sweeper.cancel()
+    return {"probes": len(probed), "reached": counts, "dns_queries": dns_client.queries}
+
+
 def _client(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
+    if args.dns:
+        lab = json.loads((args.lab / "lab.json").read_text())
+        host, _, port = lab["resolver"].rpartition(":")
+        domains = args.domains_file.read_text().split()
+        out = asyncio.run(_resolve_and_probe(
+            domains, (host, int(port)), int(lab["smtp_port"]), args.concurrency, args.greeting,
+            args.deadline, policies=args.dns == "dns+policies"))
+        print(json.dumps({"domains": len(domains), **out}))
+        return 0
     hosts = pq.read_table(args.lab / "truth" / "hosts.parquet", columns=["ip", "port"])
     targets = list(zip(hosts.column("ip").to_pylist(), hosts.column("port").to_pylist(),
                        strict=True))[:args.limit]
@@ -126,8 +334,13 @@ def _client(args: argparse.Namespace) -> int:
 
 
 def run_floor(lab_dir: Path, work: Path, concurrency: int = 2000, limit: int | None = None,
-              greeting_s: float = 10.0, deadline_s: float = 30.0) -> dict[str, Any]:
-    """Run the floor client over a running lab's hosts in its own measured process."""
+              greeting_s: float = 10.0, deadline_s: float = 30.0, dns: str | None = None
+              ) -> dict[str, Any]:
+    """Run the floor client over a running lab's hosts in its own measured process.
+
+    With `dns` ("dns" or "dns+policies") it resolves the covering domains instead
+    (`floor_domains`), doing the scanner's DNS wire steps as well.
+    """
     log = work / "floor.log"
     log.unlink(missing_ok=True)
     args = [sys.executable, str(ROOT / "benchmarks" / "floor.py"), "--client", "--lab",
@@ -135,10 +348,25 @@ def run_floor(lab_dir: Path, work: Path, concurrency: int = 2000, limit: int | N
             "--deadline", str(deadline_s)]
     if limit:
         args += ["--limit", str(limit)]
+    if dns:
+        args += ["--dns", dns, "--domains-file", str(floor_domains(lab_dir, work))]
     run = run_measured(args, log=log, env=scanner_env())
     out = json.loads(log.read_text().strip().splitlines()[-1])
     return {"bench": "floor", **as_dict(run), "cpu_s": round(run.cpu_s, 3), **out,
             "cpu_ms_per_probe": round(1000 * run.cpu_s / out["probes"], 3)}
+
+
+def floor_domains(lab_dir: Path, work: Path) -> Path:
+    """A file of lab domains whose MX hosts together cover every lab address (made once)."""
+    import pyarrow.parquet as pq
+    from peers import cover_domains
+
+    path = work / "floor-domains.txt"
+    if not path.exists() or path.stat().st_mtime < (lab_dir / "lab.json").stat().st_mtime:
+        ips = set(pq.read_table(lab_dir / "truth" / "hosts.parquet", columns=["ip"])
+                  .column("ip").to_pylist())
+        path.write_text("\n".join(cover_domains(lab_dir, ips)) + "\n")
+    return path
 
 
 def run_scanner_on_hosts(lab_dir: Path, work: Path, concurrency: int = 2000,
@@ -146,14 +374,9 @@ def run_scanner_on_hosts(lab_dir: Path, work: Path, concurrency: int = 2000,
     """The scanner over the same hosts: one covering domain per host, so probes == hosts."""
     import shutil
 
-    import pyarrow.parquet as pq
-    from peers import cover_domains
     from survey import BENCH_TIMEOUTS
 
-    ips = set(pq.read_table(lab_dir / "truth" / "hosts.parquet", columns=["ip"])
-              .column("ip").to_pylist())
-    domains = work / "floor-domains.txt"
-    domains.write_text("\n".join(cover_domains(lab_dir, ips)) + "\n")
+    domains = floor_domains(lab_dir, work)
     out = work / ("floor-scan" + "".join(extra))
     shutil.rmtree(out, ignore_errors=True)
     args = [sys.executable, str(ROOT / "benchmarks" / "run_scan.py"), "--loop", "asyncio",
@@ -204,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     p.add_argument("--greeting", type=float, default=10.0, help="greeting timeout (s)")
     p.add_argument("--deadline", type=float, default=30.0, help="per-address deadline (s)")
+    p.add_argument("--dns", choices=("dns", "dns+policies"), help=argparse.SUPPRESS)
+    p.add_argument("--domains-file", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, default=ROOT / "results" / "bench")
     args = p.parse_args(argv)
     if args.client:
@@ -230,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
                        result["cpu_ms_per_probe"], sc["domains"], sc["cpu_s"],
                        sc["cpu_ms_per_probe"], result["ratio"], sn["cpu_s"],
                        sn["cpu_ms_per_probe"], result["ratio_no_policies"],
+                       result["floor_dns"]["cpu_ms_per_probe"],
+                       result["ratio_no_policies_to_dns_floor"],
+                       result["floor_dns_policies"]["cpu_ms_per_probe"],
+                       result["ratio_to_dns_policies_floor"],
                        speed.get("client_handshake_crypto_us", "n/a")])
     return 0
 
@@ -237,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
 FLOOR_HEADER = ["date (UTC)", "commit", "hosts", "floor CPU s", "floor CPU ms/probe",
                 "scanner domains", "scanner CPU s", "scanner CPU ms/probe", "scanner/floor",
                 "--no-policies CPU s", "--no-policies CPU ms/probe", "--no-policies/floor",
+                "floor+DNS ms/probe", "--no-policies/floor+DNS",
+                "floor+DNS+policy queries ms/probe", "scanner/floor+DNS+policy queries",
                 "OpenSSL client handshake crypto µs"]
 
 
@@ -251,6 +482,15 @@ def _floor_and_scanner(lab_dir: Path, args: argparse.Namespace) -> dict[str, Any
         result["scanner_no_policies"] = lean
         result["ratio_no_policies"] = round(
             lean["cpu_ms_per_probe"] / result["cpu_ms_per_probe"], 2)
+        # the floors that also do the scanner's DNS queries, over the same domains
+        for key, dns, scan_key in (("floor_dns", "dns", "scanner_no_policies"),
+                                   ("floor_dns_policies", "dns+policies", "scanner")):
+            floor = run_floor(lab_dir, args.work, args.concurrency, args.limit, dns=dns)
+            result[key] = floor
+            name = ("ratio_no_policies_to_dns_floor" if dns == "dns"
+                    else "ratio_to_dns_policies_floor")
+            result[name] = round(result[scan_key]["cpu_ms_per_probe"]
+                                 / floor["cpu_ms_per_probe"], 2)
     return result
 
 

@@ -58,6 +58,22 @@ def test_floor_client_reaches_every_listening_host(small_lab, tmp_path: Path  # 
     assert r["cpu_ms_per_probe"] > 0
 
 
+def test_floors_with_dns_resolve_and_probe_every_host(small_lab, tmp_path: Path  # type: ignore[no-untyped-def]
+                                                      ) -> None:
+    plain = floor.run_floor(small_lab.directory, tmp_path, concurrency=200, greeting_s=1.5,
+                            deadline_s=5.0, dns="dns")
+    policies = floor.run_floor(small_lab.directory, tmp_path, concurrency=200, greeting_s=1.5,
+                               deadline_s=5.0, dns="dns+policies")
+    domains = len(floor.floor_domains(small_lab.directory, tmp_path).read_text().split())
+    for r in (plain, policies):  # every address found through MX and A/AAAA, probed once
+        assert r["domains"] == domains and r["probes"] == small_lab.info["hosts"]
+        assert r["reached"].get("tls", 0) > 0
+    # MX per domain and A + AAAA per MX host, at least; then four TXT per domain and TLSA per
+    # MX host on top
+    assert plain["dns_queries"] >= domains + 2 * small_lab.info["hosts"] // 2
+    assert policies["dns_queries"] >= plain["dns_queries"] + 4 * domains
+
+
 def test_scanner_over_the_floor_hosts_with_and_without_policies(  # type: ignore[no-untyped-def]
         small_lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(survey, "BENCH_TIMEOUTS", (
