@@ -89,6 +89,8 @@ class LookupCache(Generic[T]):
     async def _load(self, futures: dict[str, asyncio.Future[T]]) -> None:
         try:
             loaded = await self._loader(list(futures))
+            if len(loaded) != len(futures):
+                raise RuntimeError(f"loader gave {len(loaded)} values for {len(futures)} names")
         except BaseException as exc:
             for name, fut in futures.items():
                 del self._pending[name]

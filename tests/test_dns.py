@@ -588,3 +588,14 @@ def test_error_detail_keeps_the_c_ares_message() -> None:
 ])
 def test_combine_statuses(statuses: tuple[DnsStatus, ...], combined: DnsStatus) -> None:
     assert combine_statuses(statuses) is combined
+
+
+async def test_lookup_cache_a_loader_short_of_values_fails_its_waiters() -> None:
+    async def short(names: Sequence[str]) -> list[tuple[str, float | None]]:
+        return [(n.upper(), None) for n in names[1:]]
+
+    cache: LookupCache[str] = LookupCache(short, max_entries=10)
+    async with asyncio.timeout(5):  # no waiter is left hanging on a name never given a value
+        with pytest.raises(RuntimeError, match="1 values for 2 names"):
+            await cache.get_many(["a", "b"])
+    assert len(cache) == 0 and not cache._pending
