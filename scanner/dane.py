@@ -11,7 +11,6 @@ signature) to the matched certificate and to name the MX host.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -143,32 +142,6 @@ def chain_keys(chain_der: Sequence[bytes]) -> ChainKeys | None:
             for mtype in _MATCHING_TYPES:
                 keys[_key(usage, selector, mtype, _digest(mtype, data))] = None
     return ChainKeys(b"".join(keys))
-
-
-class ChainKeysCache:
-    """`chain_keys` once per distinct chain, shared by every address that presents it.
-
-    Keyed by the certificates' SHA-256 hex digests (strings the probe already holds). Deriving
-    the keys parses each certificate and checks each issuer signature: work per chain, not
-    per address. The `size` most recently seen chains are kept.
-    """
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._found: OrderedDict[tuple[str, ...], ChainKeys | None] = OrderedDict()
-        self._size = size
-        self.derived = 0  # chains whose keys were computed (tests)
-
-    def get(self, chain_sha256: tuple[str, ...], chain_der: Sequence[bytes]) -> ChainKeys | None:
-        """The keys of the chain whose certificates have these digests and this DER."""
-        if chain_sha256 in self._found:
-            self._found.move_to_end(chain_sha256)
-            return self._found[chain_sha256]
-        keys = chain_keys(chain_der)
-        self.derived += 1
-        self._found[chain_sha256] = keys
-        if len(self._found) > self._size:
-            self._found.popitem(last=False)
-        return keys
 
 
 def usable(records: Iterable[Tlsa]) -> list[Tlsa]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from scanner.config import ScanConfig
-from scanner.dane import ChainKeys, ChainKeysCache, TlsaLookup, lookup_tlsa_many
+from scanner.dane import ChainKeys, TlsaLookup, chain_keys, lookup_tlsa_many
 from scanner.dns_cache import LookupCache
+from scanner.lru import LruMemo
 from scanner.mail_policy import lookup_mail_policy
 from scanner.mta_sts import StsFetcher, StsResult
 from scanner.policy_dns import PolicyResolver
@@ -26,6 +28,7 @@ from scanner.status import HandshakeStatus
 log = logging.getLogger(__name__)
 
 TLSA_CACHE_SIZE = 20_000  # MX host names (LRU, ~0.3 KB each): see dns.HOST_CACHE_SIZE
+CHAIN_KEYS_CACHE_SIZE = 10_000  # distinct chains whose DANE keys are kept for new addresses
 STS_FETCH_TIMEOUT_S = 10.0
 
 
@@ -43,7 +46,10 @@ class PolicyChecker:
             allow_address=self._may_contact)
         self._tlsa: LookupCache[TlsaLookup] = LookupCache(self._load_tlsa, TLSA_CACHE_SIZE)
         self._keys: dict[str, ChainKeys] = {}  # TLS addresses only
-        self._chain_keys = ChainKeysCache()  # addresses with one chain share its keys
+        # deriving keys parses each certificate and checks each issuer signature: once per
+        # distinct chain (keyed by its SHA-256 digests), and addresses with one chain share them
+        self.chain_keys: LruMemo[tuple[str, ...], ChainKeys | None] = LruMemo(
+            CHAIN_KEYS_CACHE_SIZE)
 
     def _may_contact(self, ip: str) -> bool:
         if self._config.exclusions.excludes_address(ip):
@@ -74,7 +80,8 @@ class PolicyChecker:
     def remember(self, record: HostRecord) -> None:
         """Keep the compact DANE keys of a probed address's chain."""
         if record.probe.handshake_status == HandshakeStatus.OK:
-            keys = self._chain_keys.get(record.chain_sha256, record.probe.chain_der)
+            keys = self.chain_keys.get(record.chain_sha256,
+                                       partial(chain_keys, record.probe.chain_der))
             if keys is not None:  # an address without keys is simply absent
                 self._keys[record.probe.ip] = keys
 
@@ -89,7 +96,8 @@ class PolicyChecker:
         for ip, handshake, chain in zip(*(hosts.column(c).to_pylist() for c in hosts.column_names),
                                         strict=True):
             if handshake == HandshakeStatus.OK and all(s in der for s in chain or ()):
-                keys = self._chain_keys.get(tuple(chain), [der[s] for s in chain])
+                keys = self.chain_keys.get(tuple(chain),
+                                           partial(chain_keys, [der[s] for s in chain]))
                 if keys is not None:
                     self._keys[ip] = keys
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,7 +18,6 @@ from cryptography.hazmat.primitives import serialization
 from scanner.config import Timeouts
 from scanner.dane import (
     ChainKeys,
-    ChainKeysCache,
     Tlsa,
     TlsaLookup,
     chain_keys,
@@ -26,6 +26,7 @@ from scanner.dane import (
     lookup_tlsa,
 )
 from scanner.lab.pki_certs import LeafKey, build_ca, build_leaf, derive_leaf_key
+from scanner.lru import LruMemo
 from scanner.pipeline import Scan
 from scanner.policy_dns import PolicyResolver
 from scanner.policy_status import DaneClass, DaneStatus, TlsaStatus
@@ -60,14 +61,16 @@ def keys(chain: tuple[x509.Certificate, ...]) -> ChainKeys:
 def test_chain_keys_are_derived_once_per_chain(chain: Any, keys: ChainKeys) -> None:
     ders = [c.public_bytes(DER) for c in chain]
     shas = tuple(hashlib.sha256(d).hexdigest() for d in ders)
-    cache = ChainKeysCache(size=2)
-    first = cache.get(shas, ders)
+    cache: LruMemo[tuple[str, ...], ChainKeys | None] = LruMemo(2)
+    first = cache.get(shas, partial(chain_keys, ders))
     assert first == keys
-    assert cache.get(shas, list(ders)) is first and cache.derived == 1  # a second address
-    cache.get(shas[:1], ders[:1])
-    cache.get(shas[1:2], ders[1:2])  # a third chain: the first, least recent, is evicted
-    assert cache.derived == 3
-    assert cache.get(shas, ders) == keys and cache.derived == 4
+    # a second address with the same chain
+    assert cache.get(shas, partial(chain_keys, list(ders))) is first and cache.computed == 1
+    cache.get(shas[:1], partial(chain_keys, ders[:1]))
+    # a third chain: the first, least recent, is evicted
+    cache.get(shas[1:2], partial(chain_keys, ders[1:2]))
+    assert cache.computed == 3 and len(cache) == 2
+    assert cache.get(shas, partial(chain_keys, ders)) == keys and cache.computed == 4
 
 
 def _data(cert: x509.Certificate, selector: int, mtype: int) -> bytes:

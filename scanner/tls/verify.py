@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from cryptography.x509.verification import (
 )
 
 from scanner.config import ConfigError, TrustStore
+from scanner.lru import LruMemo
 from scanner.records import ChainVerdict
 from scanner.status import ChainStatus
 from scanner.tls.certs import (
@@ -121,8 +121,7 @@ class ChainVerifier:
         for anchor in anchors:
             self._anchors_by_subject.setdefault(anchor.subject, []).append(anchor)
         self._verifier = _build_verifier(anchors, at) if anchors else None
-        self._cache: OrderedDict[tuple[str, ...], ChainVerdict] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: LruMemo[tuple[str, ...], ChainVerdict] = LruMemo(cache_size)
         self.anchor_count = len(anchors)
 
     @classmethod
@@ -140,19 +139,14 @@ class ChainVerifier:
         if not chain_der:
             return ChainVerdict(ChainStatus.NO_CERTIFICATE, False, "no certificate was sent")
         key = chain_sha256 or tuple(hashlib.sha256(der).hexdigest() for der in chain_der)
-        verdict = self._cache.get(key)
-        if verdict is not None:
-            self._cache.move_to_end(key)
-            return verdict
+        return self._cache.get(key, lambda: self._judge_safely(chain_der))
+
+    def _judge_safely(self, chain_der: Sequence[bytes]) -> ChainVerdict:
         try:
-            verdict = self._judge(chain_der)
+            return self._judge(chain_der)
         except Exception as exc:  # our bug, or a library surprise: keep scanning, keep the reason
             log.exception("chain verification failed")
-            verdict = ChainVerdict(ChainStatus.INVALID, False, f"internal: {exc!r}")
-        self._cache[key] = verdict
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return verdict
+            return ChainVerdict(ChainStatus.INVALID, False, f"internal: {exc!r}")
 
     def _judge(self, chain_der: Sequence[bytes]) -> ChainVerdict:
         certs: list[x509.Certificate] = []
