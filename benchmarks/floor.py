@@ -11,8 +11,8 @@ its policy stage, four TXT records per domain and TLSA per MX host. Two more flo
 wire steps too, over the domains the scanner gets: `dns` (MX, A, AAAA; compared with the
 scanner's `--no-policies`) and `dns+policies` (also TXT and TLSA, whose replies it does not
 read; it skips the scanner's MTA-STS HTTPS fetches, so it is a little cheaper than the same
-steps). Their DNS client is a bare UDP socket with hand-built queries and just enough parsing
-for MX and address records.
+steps). Their DNS client is a bare UDP socket (queries encoded by the scanner's own
+`question_wire`) with just enough parsing for MX and address records.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from common import (  # noqa: E402
 )
 
 from scanner.config import Limits  # noqa: E402
+from scanner.dns_udp import question_wire  # noqa: E402
 
 
 def _context() -> ssl.SSLContext:
@@ -186,8 +187,7 @@ class _Dns(asyncio.DatagramProtocol):
         except OSError:
             return None
         try:
-            query = struct.pack("!6H", 0, 0x0100, 1, 0, 0, 0) + _qname(name) + struct.pack(
-                "!HH", qtype, 1)
+            query = struct.pack("!6H", 0, 0x0100, 1, 0, 0, 0) + question_wire(name, qtype)
             writer.write(len(query).to_bytes(2, "big") + query)
             async with asyncio.timeout(self.timeout_s):
                 size = int.from_bytes(await reader.readexactly(2), "big")
@@ -203,8 +203,8 @@ class _Dns(asyncio.DatagramProtocol):
         fut: asyncio.Future[bytes | None] = self.loop.create_future()
         self.pending[qid] = fut
         assert self.transport is not None
-        self.transport.sendto(struct.pack("!6H", qid, 0x0100, 1, 0, 0, 0) + _qname(name)
-                              + struct.pack("!HH", qtype, 1))
+        self.transport.sendto(struct.pack("!6H", qid, 0x0100, 1, 0, 0, 0)
+                              + question_wire(name, qtype))
         self.deadlines.append((self.loop.time() + self.timeout_s, qid))
         self.queries += 1
         return fut
@@ -218,11 +218,6 @@ class _Dns(asyncio.DatagramProtocol):
                 fut = self.pending.pop(self.deadlines.popleft()[1], None)
                 if fut is not None:
                     fut.set_result(None)
-
-
-def _qname(name: str) -> bytes:
-    return b"".join(bytes((len(label),)) + label.encode()
-                    for label in name.split(".") if label) + b"\0"
 
 
 def _name_end(msg: bytes, at: int) -> int:
