@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 from aiosmtplib.protocol import SMTPProtocol
 from aiosmtplib.response import SMTPResponse
@@ -94,10 +95,11 @@ class SmtpProber:
             log.exception("internal error probing %s", target.ip)
             self._mark_internal(state, exc)
         finally:
-            # whatever ended the conversation (deadline, bug, cancellation), no socket survives
+            # whatever ended the conversation (deadline, bug, cancellation), no socket survives.
+            # Duck-typed: uvloop's transports are not asyncio.Transport subclasses.
             transport = state.protocol.transport if state.protocol is not None else None
-            if isinstance(transport, asyncio.Transport):
-                transport.abort()
+            if transport is not None:
+                cast(asyncio.Transport, transport).abort()
         f.setdefault("connect_status", ConnectStatus.OK)
         return SmtpProbe(ip=target.ip, port=target.port, started_at=started_at,
                          total_ms=_ms(t0), **f)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from scanner import event_loop
 from scanner.config import ScanConfig
 from scanner.lab.behaviours import EXPECTED, Behaviour, ExpectedHost
 from scanner.outcome import host_outcome
@@ -137,3 +138,31 @@ def test_slow_servers_end_by_their_timeouts(
 def test_running_out_of_our_own_resources_is_never_blamed_on_the_server(code: int) -> None:
     exc = OSError(code, os.strerror(code))
     assert connect_status_from(exc) is ConnectStatus.INTERNAL_ERROR
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_no_socket_outlives_its_conversation(fake_internet: Any, fast_config_factory: Any,
+                                             tmp_path: Path, loop: str) -> None:
+    # A tarpit never closes its side: only our abort frees the descriptor, on either loop
+    # (uvloop's transports are not asyncio.Transport subclasses).
+    config: ScanConfig = fast_config_factory(tmp_path / "out")
+    prober = SmtpProber(config, make_probe_context())
+
+    def open_sockets() -> int:
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+            except FileNotFoundError:  # the directory listing's own descriptor
+                pass
+        return count
+
+    async def every() -> tuple[int, int]:
+        before = open_sockets()
+        await asyncio.gather(*(prober.probe_address(ProbeTarget(
+            fake_internet.address_of(b), config.port, "mx.x.test")) for b in Behaviour))
+        await asyncio.sleep(0.05)  # closing completes on the loop's next turns
+        return before, open_sockets()
+
+    before, after = event_loop.run(every(), loop)
+    assert after == before
