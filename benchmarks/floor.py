@@ -45,7 +45,8 @@ from common import (  # noqa: E402
     today,
 )
 
-from scanner.config import Limits  # noqa: E402
+from scanner import event_loop  # noqa: E402
+from scanner.config import EVENT_LOOPS, Limits  # noqa: E402
 from scanner.dns_udp import question_wire  # noqa: E402
 
 
@@ -315,22 +316,23 @@ def _client(args: argparse.Namespace) -> int:
         lab = json.loads((args.lab / "lab.json").read_text())
         host, _, port = lab["resolver"].rpartition(":")
         domains = args.domains_file.read_text().split()
-        out = asyncio.run(_resolve_and_probe(
+        out = event_loop.run(_resolve_and_probe(
             domains, (host, int(port)), int(lab["smtp_port"]), args.concurrency, args.greeting,
-            args.deadline, policies=args.dns == "dns+policies"))
+            args.deadline, policies=args.dns == "dns+policies"), args.loop)
         print(json.dumps({"domains": len(domains), **out}))
         return 0
     hosts = pq.read_table(args.lab / "truth" / "hosts.parquet", columns=["ip", "port"])
     targets = list(zip(hosts.column("ip").to_pylist(), hosts.column("port").to_pylist(),
                        strict=True))[:args.limit]
-    counts = asyncio.run(probe_all(targets, args.concurrency, args.greeting, args.deadline))
+    counts = event_loop.run(probe_all(targets, args.concurrency, args.greeting, args.deadline),
+                            args.loop)
     print(json.dumps({"probes": len(targets), "reached": counts}))
     return 0
 
 
 def run_floor(lab_dir: Path, work: Path, concurrency: int = 2000, limit: int | None = None,
-              greeting_s: float = 10.0, deadline_s: float = 30.0, dns: str | None = None
-              ) -> dict[str, Any]:
+              greeting_s: float = 10.0, deadline_s: float = 30.0, dns: str | None = None,
+              loop: str = "auto") -> dict[str, Any]:
     """Run the floor client over a running lab's hosts in its own measured process.
 
     With `dns` ("dns" or "dns+policies") it resolves the covering domains instead
@@ -340,7 +342,7 @@ def run_floor(lab_dir: Path, work: Path, concurrency: int = 2000, limit: int | N
     log.unlink(missing_ok=True)
     args = [sys.executable, str(ROOT / "benchmarks" / "floor.py"), "--client", "--lab",
             str(lab_dir), "--concurrency", str(concurrency), "--greeting", str(greeting_s),
-            "--deadline", str(deadline_s)]
+            "--deadline", str(deadline_s), "--loop", loop]
     if limit:
         args += ["--limit", str(limit)]
     if dns:
@@ -365,7 +367,7 @@ def floor_domains(lab_dir: Path, work: Path) -> Path:
 
 
 def run_scanner_on_hosts(lab_dir: Path, work: Path, concurrency: int = 2000,
-                         extra: tuple[str, ...] = ()) -> dict[str, Any]:
+                         extra: tuple[str, ...] = (), loop: str = "auto") -> dict[str, Any]:
     """The scanner over the same hosts: one covering domain per host, so probes == hosts."""
     import shutil
 
@@ -374,9 +376,9 @@ def run_scanner_on_hosts(lab_dir: Path, work: Path, concurrency: int = 2000,
     domains = floor_domains(lab_dir, work)
     out = work / ("floor-scan" + "".join(extra))
     shutil.rmtree(out, ignore_errors=True)
-    args = [sys.executable, str(ROOT / "benchmarks" / "run_scan.py"), "--loop", "asyncio",
-            "scan", str(domains), "-o", str(out), "--lab", str(lab_dir), "--no-progress",
-            "--concurrency", str(concurrency), *BENCH_TIMEOUTS, *extra]
+    args = [sys.executable, "-m", "scanner", "scan", str(domains), "-o", str(out), "--lab",
+            str(lab_dir), "--loop", loop, "--no-progress", "--concurrency", str(concurrency),
+            *BENCH_TIMEOUTS, *extra]
     run = run_measured(args, log=work / "floor-scan.log", env=scanner_env())
     manifest = json.loads((out / "manifest.json").read_text())
     probes = int(manifest["counts"]["probes"])
@@ -423,11 +425,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--greeting", type=float, default=10.0, help="greeting timeout (s)")
     p.add_argument("--deadline", type=float, default=30.0, help="per-address deadline (s)")
     p.add_argument("--dns", choices=("dns", "dns+policies"), help=argparse.SUPPRESS)
+    p.add_argument("--loop", choices=EVENT_LOOPS, default="auto",
+                   help="event loop of the floor clients and the scanner alike (default: the "
+                        "scanner's own, uvloop when installed)")
     p.add_argument("--domains-file", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, default=ROOT / "results" / "bench")
     args = p.parse_args(argv)
     if args.client:
         return _client(args)
+    args.loop = event_loop.resolve(args.loop)
     args.work.mkdir(parents=True, exist_ok=True)
     speed = openssl_speed()
     if args.lab is not None:
@@ -439,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
                               args.work / f"lab-norway-2010-{args.domains}-1",
                               latency_ms=(20, 300), timeout=1800.0) as lab:
             result = _floor_and_scanner(lab.directory, args)
-    result.update(date=today(), machine=machine(), commit=commit(), openssl=speed)
+    result.update(date=today(), machine=machine(), commit=commit(), openssl=speed,
+                  loop=args.loop)
     emit(result)
     if result.get("scanner") and not args.no_record:
         sc = result["scanner"]
@@ -454,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
                        result["ratio_no_policies_to_dns_floor"],
                        result["floor_dns_policies"]["cpu_ms_per_probe"],
                        result["ratio_to_dns_policies_floor"],
-                       speed.get("client_handshake_crypto_us", "n/a")])
+                       speed.get("client_handshake_crypto_us", "n/a"), result["loop"]])
     return 0
 
 
@@ -463,24 +470,26 @@ FLOOR_HEADER = ["date (UTC)", "commit", "hosts", "floor CPU s", "floor CPU ms/pr
                 "--no-policies CPU s", "--no-policies CPU ms/probe", "--no-policies/floor",
                 "floor+DNS ms/probe", "--no-policies/floor+DNS",
                 "floor+DNS+policy queries ms/probe", "scanner/floor+DNS+policy queries",
-                "OpenSSL client handshake crypto µs"]
+                "OpenSSL client handshake crypto µs", "event loop (all runs)"]
 
 
 def _floor_and_scanner(lab_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    result = run_floor(lab_dir, args.work, args.concurrency, args.limit)
+    result = run_floor(lab_dir, args.work, args.concurrency, args.limit, loop=args.loop)
     if not args.no_scanner:
-        scan = run_scanner_on_hosts(lab_dir, args.work, args.concurrency)
+        scan = run_scanner_on_hosts(lab_dir, args.work, args.concurrency, loop=args.loop)
         result["scanner"] = scan
         result["ratio"] = round(scan["cpu_ms_per_probe"] / result["cpu_ms_per_probe"], 2)
         # the same wire steps as the floor, with only the MX and address lookups besides
-        lean = run_scanner_on_hosts(lab_dir, args.work, args.concurrency, ("--no-policies",))
+        lean = run_scanner_on_hosts(lab_dir, args.work, args.concurrency, ("--no-policies",),
+                                    loop=args.loop)
         result["scanner_no_policies"] = lean
         result["ratio_no_policies"] = round(
             lean["cpu_ms_per_probe"] / result["cpu_ms_per_probe"], 2)
         # the floors that also do the scanner's DNS queries, over the same domains
         for key, dns, scan_key in (("floor_dns", "dns", "scanner_no_policies"),
                                    ("floor_dns_policies", "dns+policies", "scanner")):
-            floor = run_floor(lab_dir, args.work, args.concurrency, args.limit, dns=dns)
+            floor = run_floor(lab_dir, args.work, args.concurrency, args.limit, dns=dns,
+                              loop=args.loop)
             result[key] = floor
             name = ("ratio_no_policies_to_dns_floor" if dns == "dns"
                     else "ratio_to_dns_policies_floor")

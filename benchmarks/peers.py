@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.work / "domains.txt").write_text("\n".join(domains) + "\n")
         out = args.work / "scan"
         shutil.rmtree(out, ignore_errors=True)
-        cmds = {"this scanner": [sys.executable, str(ROOT / "benchmarks" / "run_scan.py"),
+        cmds = {"this scanner": [sys.executable, "-m", "scanner",
                                  "scan", str(args.work / "domains.txt"), "-o", str(out),
                                  "--lab", str(lab.directory), "--no-progress",
                                  *BENCH_TIMEOUTS]}

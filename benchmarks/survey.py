@@ -10,7 +10,6 @@ One JSON line per run (stdout and benchmarks/results.jsonl) and a row in RESULTS
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import sys
 import time
@@ -34,6 +33,8 @@ from common import (  # noqa: E402
 )
 from truth_check import check_against_truth, connection_report  # noqa: E402
 
+from scanner import event_loop  # noqa: E402
+from scanner.config import EVENT_LOOPS  # noqa: E402
 from scanner.lab.serve import LabProcess  # noqa: E402
 
 #: Realistic survey timeouts, shorter than the CLI's defaults (which are for the real internet).
@@ -45,9 +46,9 @@ BENCH_TIMEOUTS = ("--timeout-dns", "2", "--timeout-connect", "5", "--timeout-gre
 def scan_args(lab_dir: Path, out: Path, loop: str, concurrency: int,
               extra: tuple[str, ...] = ()) -> list[str]:
     """The measured scanner command line."""
-    return [sys.executable, str(ROOT / "benchmarks" / "run_scan.py"), "--loop", loop, "scan",
-            str(lab_dir / "domains.txt"), "-o", str(out), "--lab", str(lab_dir),
-            "--no-progress", "--concurrency", str(concurrency), *BENCH_TIMEOUTS, *extra]
+    return [sys.executable, "-m", "scanner", "scan", str(lab_dir / "domains.txt"), "-o", str(out),
+            "--lab", str(lab_dir), "--loop", loop, "--no-progress", "--concurrency",
+            str(concurrency), *BENCH_TIMEOUTS, *extra]
 
 
 def run_survey(domains: int, *, profile: str = "norway-2010", seed: int = 1,
@@ -56,8 +57,7 @@ def run_survey(domains: int, *, profile: str = "norway-2010", seed: int = 1,
                lab_start_s: float = 0.0, check: bool = True,
                extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """One measured survey; returns the result dict (also what the JSON line holds)."""
-    if loop == "auto":  # what run_scan.py will pick
-        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    loop = event_loop.resolve(loop)  # what the scanner will run on
     lab_dir = work / f"lab-{profile}-{domains}-{seed}"
     out = work / f"scan-{profile}-{domains}-{loop}{''.join(extra)}"
     shutil.rmtree(out, ignore_errors=True)
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="norway-2010")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--latency", default="20-300", metavar="LO-HI")
-    # asyncio by default: uvloop measured no faster here (RESULTS.md)
-    p.add_argument("--loop", nargs="+", default=["asyncio"], choices=("auto", "asyncio", "uvloop"))
+    # the scanner's own default (uvloop when installed); give both to compare them in one run
+    p.add_argument("--loop", nargs="+", default=["auto"], choices=EVENT_LOOPS)
     p.add_argument("--concurrency", type=int, default=2000)
     p.add_argument("--work", type=Path, default=ROOT / "results" / "bench")
     p.add_argument("--no-check", action="store_true", help="skip the truth comparison")

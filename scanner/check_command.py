@@ -7,12 +7,12 @@ directory, and the rows it wrote are what gets printed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from scanner import event_loop
 from scanner.pipeline import Scan
 from scanner.server_text import printable
 from scanner.sink.dataset import read_dataset
@@ -40,7 +40,7 @@ def check_domain(args: argparse.Namespace) -> dict[str, Any]:
         input_path = Path(tmp) / "domain.txt"
         input_path.write_text(args.domain + "\n", encoding="utf-8")
         config, _notices = config_from_args(_scan_namespace(args, input_path, Path(tmp) / "out"))
-        asyncio.run(Scan(config).run())
+        event_loop.run(Scan(config).run(), config.event_loop)
         domain = read_dataset(config.output, "domains").to_pylist()
         edges = read_dataset(config.output, "domain_mx").to_pylist()
         hosts = read_dataset(config.output, "hosts").to_pylist()

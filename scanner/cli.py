@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scanner import event_loop
 from scanner.config import (
+    EVENT_LOOPS,
     ConfigError,
     Exclusions,
     Identity,
@@ -81,6 +83,9 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
                         "conversations, one at a time per address)")
     p.add_argument("--deep-spacing", type=float, default=1.0, metavar="S",
                    help="pause before each extra --deep conversation with an address (default 1)")
+    p.add_argument("--loop", choices=EVENT_LOOPS, default="auto",
+                   help="event loop: uvloop when installed (auto, the default; less CPU), "
+                        "or asyncio's own")
 
 
 def read_exclusions(path: Path) -> Exclusions:
@@ -155,7 +160,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
         trust=TrustStore(extra_anchors=tuple(anchors)), lab_mode=lab_mode,
         resume=args.resume, limit=args.limit, mta_sts_port=mta_sts_port, deep=args.deep,
         policies=args.policies, deep_spacing_s=args.deep_spacing,
-        source_address=args.source_address)
+        source_address=args.source_address, event_loop=event_loop.resolve(args.loop))
     return config, notices
 
 

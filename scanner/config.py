@@ -14,6 +14,9 @@ from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+#: `--loop` values (scanner/event_loop.py); "auto" is uvloop when installed, else asyncio.
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+
 
 class ConfigError(ValueError):
     """A configuration problem found at start-up: reported as one line, never a traceback."""
@@ -121,6 +124,7 @@ class ScanConfig:
     deep: bool = False  # --deep: versions and DHE accepted, extra conversations per TLS host
     deep_spacing_s: float = 1.0  # pause before each extra conversation with one address
     source_address: str | None = None  # local address SMTP connections come from (multi-homed)
+    event_loop: str = "auto"  # the CLI records the loop that ran: "uvloop" or "asyncio"
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -129,6 +133,9 @@ class ScanConfig:
             raise ConfigError("--limit must be at least 1")
         if self.started_at.tzinfo is None:
             raise ConfigError("started_at must be timezone-aware")
+        if self.event_loop not in EVENT_LOOPS:
+            raise ConfigError(f"unknown event loop {self.event_loop!r}: choose one of "
+                              f"{', '.join(EVENT_LOOPS)}")
         if self.source_address is not None:
             try:
                 ipaddress.ip_address(self.source_address)

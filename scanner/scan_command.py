@@ -8,6 +8,7 @@ from collections import Counter
 
 from tqdm import tqdm
 
+from scanner import event_loop
 from scanner.config import ScanConfig
 from scanner.dns import MailResolver
 from scanner.gc_policy import bulk_collector
@@ -22,6 +23,7 @@ class TqdmProgress:
     """Two bars: domains done (with class counts) and probes done (with outcome counts)."""
 
     def __init__(self, total: int | None, enabled: bool) -> None:
+        self._enabled = enabled
         self.classes: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self._domains = tqdm(total=total, unit="dom", desc="domains", disable=not enabled,
@@ -32,13 +34,13 @@ class TqdmProgress:
     def on_domain_done(self, record: DomainRecord) -> None:
         self.classes[record.starttls_class.value] += 1
         self._domains.update(1)
-        if self._domains.n % 50 == 0:
+        if self._enabled and self._domains.n % 50 == 0:
             self._domains.set_postfix(dict(self.classes.most_common(5)), refresh=False)
 
     def on_probe_done(self, record: HostRecord) -> None:
         self.outcomes[record.outcome.value] += 1
         self._probes.update(1)
-        if self._probes.n % 20 == 0:
+        if self._enabled and self._probes.n % 20 == 0:
             self._probes.set_postfix(dict(self.outcomes.most_common(5)), refresh=False)
 
     def close(self) -> None:
@@ -130,7 +132,7 @@ def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
     try:
         try:
             with bulk_collector():
-                counts = asyncio.run(main())
+                counts = event_loop.run(main(), config.event_loop)
         except BaseExceptionGroup as group:
             raise _first_of(group) from group
     except (asyncio.CancelledError, KeyboardInterrupt):
