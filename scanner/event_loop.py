@@ -2,8 +2,9 @@
 
 Measured on the same lab and domains (README, Performance): uvloop's transports, timers and
 socket calls cost the scanner a few per cent less CPU than the standard loop (34.5k survey,
-alternating runs: 18.5-19.2 s vs 19.8-20.8 s), with the same rows. `--loop asyncio` keeps the standard loop (for comparison, or where uvloop misbehaves);
-the manifest records the loop that ran (`event_loop` in its config).
+alternating runs: 18.5-19.2 s vs 19.8-20.8 s), with the same rows. `--loop asyncio` keeps
+the standard loop (for comparison, or where uvloop misbehaves); the manifest records the loop
+that ran (`event_loop` in its config).
 """
 
 from __future__ import annotations
