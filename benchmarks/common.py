@@ -18,7 +18,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def machine() -> str:
@@ -68,7 +67,7 @@ class ChildRun:
 
 def run_measured(args: list[str], *, log: Path, env: dict[str, str] | None = None,
                  timeout: float | None = None) -> ChildRun:
-    """Run `args` to completion; its own rusage (os.wait4), not that of other children."""
+    """Run `args` to completion: its own CPU (os.wait4) and memory (/proc), not other children's."""
     t0 = time.monotonic()
     with open(log, "ab") as out:
         # its own process group, so a timeout stops the whole pipeline (sh, xargs, openssl...)
@@ -78,15 +77,18 @@ def run_measured(args: list[str], *, log: Path, env: dict[str, str] | None = Non
     timed_out = False
     samples: list[tuple[float, float]] = []
     next_sample = t0
+    peak: float | None = None
+    own = "\0".join(map(str, args)) + "\0"
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        if time.monotonic() >= next_sample:
-            next_sample += 1.0
-            rss = _rss_mib(proc.pid)
-            if rss is not None:
-                samples.append((time.monotonic() - t0, rss))
+        memory = _own_memory_mib(proc.pid, own)
+        if memory is not None:
+            peak = memory[1]
+            if time.monotonic() >= next_sample:
+                next_sample += 1.0
+                samples.append((time.monotonic() - t0, memory[0]))
         if deadline is not None and time.monotonic() > deadline:
             timed_out = True
             os.killpg(proc.pid, signal.SIGKILL)
@@ -95,15 +97,27 @@ def run_measured(args: list[str], *, log: Path, env: dict[str, str] | None = Non
         time.sleep(0.05)
     wall = time.monotonic() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return ChildRun(proc.returncode, wall, usage.ru_utime, usage.ru_stime,
-                    usage.ru_maxrss / 1024, timed_out, _by_tenth(samples, wall))
+    # ru_maxrss is no use here: it counts the memory the child shared with this process between
+    # fork and exec (a benchmark that has loaded a 345k-domain truth reports its own size)
+    max_rss = peak if peak is not None else usage.ru_maxrss / 1024
+    return ChildRun(proc.returncode, wall, usage.ru_utime, usage.ru_stime, max_rss,
+                    timed_out, _by_tenth(samples, wall))
 
 
-def _rss_mib(pid: int) -> float | None:
-    """The live process's resident set size, or None once it is gone."""
+def _own_memory_mib(pid: int, cmdline: str) -> tuple[float, float] | None:
+    """(RSS, peak RSS) of the process once it runs `cmdline`; None before its exec or after it.
+
+    VmHWM belongs to the memory of the program exec'd, so unlike ru_maxrss it leaves out what
+    the child held of its parent before exec; it is read every 50 ms, so growth in a process's
+    last 50 ms can be missed.
+    """
     try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
-    except (OSError, ValueError, IndexError):
+        if Path(f"/proc/{pid}/cmdline").read_text() != cmdline:
+            return None
+        fields = dict(line.split(":", 1) for line in
+                      Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    except (OSError, ValueError, KeyError, IndexError):
         return None
 
 

@@ -105,3 +105,14 @@ def test_rss_by_tenth_keeps_the_largest_sample_of_each_tenth(tmp_path: Path) -> 
                                "b[::4096] = b'x' * len(b[::4096]); time.sleep(11)"],
                               log=tmp_path / "log")
     assert len(run.rss_by_tenth) == 10 and min(run.rss_by_tenth[1:]) > 60
+
+
+def test_peak_rss_is_the_childs_own_not_what_it_shared_with_its_parent(tmp_path: Path) -> None:
+    # ru_maxrss of a child counts the parent's memory it held between fork and exec
+    parent = bytearray(400 << 20)
+    parent[::4096] = b"x" * len(parent[::4096])
+    run = common.run_measured([sys.executable, "-c", "import time; b = bytearray(60 << 20); "
+                               "b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5)"],
+                              log=tmp_path / "log")
+    del parent
+    assert 60 < run.max_rss_mib < 200, run.max_rss_mib
