@@ -1,10 +1,11 @@
 """The CPU floor: the cheapest Python client doing the scanner's wire steps, and OpenSSL's cost.
 
 The client connects, reads the greeting, sends EHLO, STARTTLS when offered, does the handshake
-with the same permissive TLS settings, EHLO again and QUIT, with raw asyncio streams and no
-analysis, over every host of a lab. Its CPU per probe is the floor for this language; the
-scanner's CPU per probe is reported as a ratio to it. `openssl speed` gives the handshake's own
-crypto (X25519 key exchange, ECDSA P-256 signature check) as the physical floor.
+with the same permissive TLS settings, EHLO again and QUIT, waiting for each reply as the
+scanner does, with raw asyncio streams and no analysis, over every host of a lab. Its CPU per
+probe is the floor for this language; the scanner's CPU per probe is reported as a ratio to
+it. `openssl speed` gives the handshake's own crypto (X25519 key exchange, ECDSA P-256
+signature check) as the physical floor.
 
 The scanner also asks DNS for what it probes (MX, then A and AAAA of each MX host) and, with
 its policy stage, four TXT records per domain and TLSA per MX host. Two more floors do those
@@ -72,9 +73,20 @@ async def _reply(reader: asyncio.StreamReader) -> bytes:
             return b"".join(lines)
 
 
+async def _quit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """QUIT, then wait for its reply as the scanner does (RFC 5321 §4.1.1.10: a client waits
+    for the 221 before it closes)."""
+    writer.write(b"QUIT\r\n")
+    await _reply(reader)
+
+
 async def probe(ip: str, port: int, ctx: ssl.SSLContext, greeting_s: float = 10.0,
                 deadline_s: float = 30.0) -> str:
-    """One conversation; returns how far it got (`tls`, `plain`, or the failing step)."""
+    """One conversation; returns how far it got (`tls`, `plain`, or the failing step).
+
+    Wherever the scanner says QUIT (after a refusing greeting, EHLO or STARTTLS reply too),
+    so does this client, and it reads the reply; a server that closes first ends it early.
+    """
     step = "connect"
     writer = None
     try:
@@ -84,26 +96,31 @@ async def probe(ip: str, port: int, ctx: ssl.SSLContext, greeting_s: float = 10.
             async with asyncio.timeout(greeting_s):
                 greeting = await _reply(reader)
             if not greeting.startswith(b"220"):
+                await _quit(reader, writer)
                 return step
             step = "ehlo"
             writer.write(b"EHLO floor.invalid\r\n")
             ehlo = await _reply(reader)
             if not ehlo.startswith(b"250"):
+                await _quit(reader, writer)
                 return step
             if b"STARTTLS" not in ehlo.upper():
-                writer.write(b"QUIT\r\n")
-                return "plain"
+                step = "plain"
+                await _quit(reader, writer)
+                return step
             step = "starttls"
             writer.write(b"STARTTLS\r\n")
             if not (await _reply(reader)).startswith(b"220"):
+                await _quit(reader, writer)
                 return step
             step = "handshake"
             await writer.start_tls(ctx)
             step = "ehlo_tls"
             writer.write(b"EHLO floor.invalid\r\n")
             await _reply(reader)
-            writer.write(b"QUIT\r\n")
-            return "tls"
+            step = "tls"
+            await _quit(reader, writer)
+            return step
     except (OSError, TimeoutError, EOFError, ssl.SSLError):
         return step
     finally:
