@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	# bytecode for the editable package, as pip writes for installed ones: where
+	# PYTHONDONTWRITEBYTECODE is set (this machine, many containers) every start recompiled it
+	$(PY) -m compileall -q scanner
 	touch $(STAMP)
 
 install: $(STAMP)
