@@ -12,16 +12,47 @@ They must be: on Python 3.11 every asyncio socket transport is a reference cycle
 bound method of itself as its read callback), so each connection leaves ~1 KB of garbage (the
 transport, its socket object, its address dict) that only a full collection frees. With full
 collections 10x rarer, a 3.45-million-domain survey kept most of its 126,000 connections' worth.
+
+What the collector and the connections free goes back to glibc's heap, which keeps most of it:
+at the end of a 345k survey 55 MB of the process's 280 MB were free heap pages (malloc_trim
+handed them back). `release_freed_memory` returns them to the OS every few seconds during a
+scan, so the resident set follows what is live rather than the heap's high-water mark.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 #: gen0 collections after this many net allocations; gen1 every 20 of those, gen2 every 10
 SCAN_THRESHOLDS = (50_000, 20, 10)
+#: seconds between two returns of free heap pages to the OS during a scan
+TRIM_EVERY_S = 10.0
+
+
+def heap_trimmer() -> Callable[[], object] | None:
+    """glibc's malloc_trim(0), or None where the C library has none (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return lambda: trim(0)
+
+
+async def release_freed_memory(every_s: float = TRIM_EVERY_S) -> None:
+    """Until cancelled, every `every_s` seconds: free heap pages back to the OS (glibc only)."""
+    trim = heap_trimmer()
+    if trim is None:
+        return
+    while True:
+        await asyncio.sleep(every_s)
+        trim()
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from scanner import event_loop
 from scanner.config import ScanConfig
 from scanner.dns import MailResolver
-from scanner.gc_policy import bulk_collector
+from scanner.gc_policy import bulk_collector, release_freed_memory
 from scanner.inputs import InputError, check_inputs
 from scanner.pipeline import Scan, ScanCounts
 from scanner.records import DomainRecord, HostRecord
@@ -127,7 +127,11 @@ def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
         from scanner.cli import install_signal_handlers
 
         install_signal_handlers(task)
-        return await scan.run()
+        trimmer = asyncio.create_task(release_freed_memory())
+        try:
+            return await scan.run()
+        finally:
+            trimmer.cancel()
 
     try:
         try:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import platform
 import weakref
 
-from scanner.gc_policy import SCAN_THRESHOLDS, bulk_collector
+from scanner.gc_policy import (
+    SCAN_THRESHOLDS,
+    bulk_collector,
+    heap_trimmer,
+    release_freed_memory,
+)
 
 
 class _Node:
@@ -39,3 +46,30 @@ def test_settings_restored_when_the_scan_raises() -> None:
         pass
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_free_heap_pages_go_back_to_the_os_during_a_scan() -> None:
+    assert platform.libc_ver()[0] == "glibc" and heap_trimmer() is not None
+    # 160 MiB of 2 KiB blocks (glibc's heap, not pymalloc), one in 64 kept alive: the heap
+    # cannot shrink from its top, so free() alone gives almost nothing back
+    blocks = [bytes(2048) + bytes([i % 251]) for i in range(80_000)]
+    keep = blocks[::64]
+    del blocks
+    heap_rss = _rss_mib()
+
+    async def a_while() -> None:
+        task = asyncio.create_task(release_freed_memory(every_s=0.01))
+        await asyncio.sleep(0.1)
+        task.cancel()
+
+    asyncio.run(a_while())
+    assert heap_rss - _rss_mib() > 100, (heap_rss, _rss_mib())
+    assert len(keep) == 1250
