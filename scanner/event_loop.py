@@ -1,10 +1,11 @@
 """Which asyncio event loop runs a scan: uvloop when it is installed, else the standard one.
 
-Measured on the same lab and domains (README, Performance): uvloop's transports, timers and
-socket calls cost the scanner a few per cent less CPU than the standard loop (34.5k survey,
-alternating runs: 18.5-19.2 s vs 19.8-20.8 s), with the same rows. `--loop asyncio` keeps
-the standard loop (for comparison, or where uvloop misbehaves); the manifest records the loop
-that ran (`event_loop` in its config).
+Measured on the same lab (README, Performance), with the same rows on both: uvloop's
+transports, timers and socket calls make the SMTP conversations about 30 % cheaper (12,626
+addresses, one covering domain each: 1.12 vs 1.59 ms CPU per probe), while a survey whose CPU
+goes mostly to DNS and policy lookups per domain gains little (345k: 196 vs 192 s; 34.5k:
+18.5-19.2 vs 19.8-20.8 s). `--loop asyncio` keeps the standard loop (for comparison, or where
+uvloop misbehaves); the manifest records the loop that ran (`event_loop` in its config).
 """
 
 from __future__ import annotations
