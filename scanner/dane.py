@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from scanner.policy_dns import PolicyAnswer, PolicyResolver
 from scanner.policy_status import DaneClass, DaneStatus, TlsaStatus
 from scanner.status import DnsStatus
+from scanner.tls.certs import quiet_cryptography
 
 _KEY_BYTES = 10  # fingerprints of full digests: ~2^-80 per comparison, ~150 B per TLS host
 _USABLE_USAGES = (2, 3)
@@ -120,6 +121,11 @@ def chain_keys(chain_der: Sequence[bytes]) -> ChainKeys | None:
     """Keys of a presented chain: the leaf for DANE-EE, issuers linked to it for DANE-TA."""
     if not chain_der:
         return None
+    with quiet_cryptography():  # DSA keys, serial 0: what servers send is data, not a warning
+        return _chain_keys(chain_der)
+
+
+def _chain_keys(chain_der: Sequence[bytes]) -> ChainKeys:
     certs: list[x509.Certificate] = []
     for der in chain_der:
         try:

@@ -10,14 +10,17 @@ import contextlib
 import hashlib
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from scanner.records import CertificateRecord
+
+if TYPE_CHECKING:  # a type only: the runtime class is looked up once, quietly, below
+    from cryptography.hazmat.primitives.asymmetric.dsa import DSAPublicKey
 
 #: More names than any real certificate carries; a hostile one gets truncated here.
 MAX_NAMES = 1000
@@ -55,6 +58,23 @@ def quiet_cryptography() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         yield
+
+
+def _dsa_public_key_types() -> tuple[type[DSAPublicKey], ...]:
+    """cryptography's DSA public key class, looked up once: () when a release has dropped it.
+
+    cryptography 51 deprecated DSA and warns on every access to the class, but servers still
+    send DSA certificates and the survey has to name and size their keys.
+    """
+    with quiet_cryptography():
+        from cryptography.hazmat.primitives.asymmetric import dsa
+
+        found = getattr(dsa, "DSAPublicKey", None)
+    return (found,) if isinstance(found, type) else ()
+
+
+#: Match with isinstance(key, DSA_PUBLIC_KEY); never touch `dsa.DSAPublicKey` per certificate.
+DSA_PUBLIC_KEY: tuple[type[DSAPublicKey], ...] = _dsa_public_key_types()
 
 
 def load_certificate(der: bytes) -> x509.Certificate:
@@ -96,7 +116,7 @@ def signature_verifies(cert: x509.Certificate, issuer: x509.Certificate) -> bool
             key.verify(signature, tbs, params)
         elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
             key.verify(signature, tbs)
-        elif isinstance(key, dsa.DSAPublicKey) and cert.signature_hash_algorithm is not None:
+        elif isinstance(key, DSA_PUBLIC_KEY) and cert.signature_hash_algorithm is not None:
             key.verify(signature, tbs, cert.signature_hash_algorithm)
         else:
             return False
@@ -118,7 +138,7 @@ def key_facts(cert: x509.Certificate) -> tuple[str | None, int | None, str | Non
         key = cert.public_key()
     except (ValueError, TypeError, NotImplementedError):  # unsupported or malformed key
         return key_type, None, None
-    if isinstance(key, rsa.RSAPublicKey | dsa.DSAPublicKey):
+    if isinstance(key, rsa.RSAPublicKey) or isinstance(key, DSA_PUBLIC_KEY):
         return key_type, key.key_size, None
     if isinstance(key, ec.EllipticCurvePublicKey):
         return key_type, key.curve.key_size, key.curve.name

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import certifi
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 from cryptography.x509.verification import (
     ClientVerifier,
@@ -32,6 +32,7 @@ from scanner.lru import LruMemo
 from scanner.records import ChainVerdict
 from scanner.status import ChainStatus
 from scanner.tls.certs import (
+    DSA_PUBLIC_KEY,
     is_self_signed,
     load_certificate,
     quiet_cryptography,
@@ -96,7 +97,8 @@ def _weak_key(cert: x509.Certificate) -> str | None:
         key = cert.public_key()
     except (ValueError, TypeError, NotImplementedError):
         return None  # an unsupported key is not judged weak here
-    if isinstance(key, rsa.RSAPublicKey | dsa.DSAPublicKey) and key.key_size < MIN_RSA_BITS:
+    if (isinstance(key, rsa.RSAPublicKey) or isinstance(key, DSA_PUBLIC_KEY)) \
+            and key.key_size < MIN_RSA_BITS:
         kind = "RSA" if isinstance(key, rsa.RSAPublicKey) else "DSA"
         return f"{kind}-{key.key_size} key in {cert.subject.rfc4514_string()}"
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < MIN_EC_BITS:
@@ -143,7 +145,9 @@ class ChainVerifier:
 
     def _judge_safely(self, chain_der: Sequence[bytes]) -> ChainVerdict:
         try:
-            return self._judge(chain_der)
+            # whatever the server sent (DSA keys, serial 0) is data, not a warning of ours
+            with quiet_cryptography():
+                return self._judge(chain_der)
         except Exception as exc:  # our bug, or a library surprise: keep scanning, keep the reason
             log.exception("chain verification failed")
             return ChainVerdict(ChainStatus.INVALID, False, f"internal: {exc!r}")
@@ -158,8 +162,7 @@ class ChainVerifier:
         error = "no trust anchors configured"
         if self._verifier is not None:
             try:
-                with quiet_cryptography():
-                    path = self._verifier.verify(certs[0], certs[1:]).chain
+                path = self._verifier.verify(certs[0], certs[1:]).chain
             except VerificationError as exc:
                 error = str(exc)
             else:
