@@ -36,7 +36,8 @@ def run_demo(out: Path, *, domains: int = 200) -> int:
             config = ScanConfig(
                 output=out, inputs=(sample,), resolvers=(lab.resolver,), port=lab.smtp_port,
                 timeouts=DEMO_TIMEOUTS, limits=Limits(max_in_flight=100),
-                trust=TrustStore(extra_anchors=(lab.ca_pem,)), lab_mode=True)
+                trust=TrustStore(extra_anchors=(lab.ca_pem,)), lab_mode=True,
+                mta_sts_port=lab.mta_sts_port)
             code = run_scan_command(config, progress=sys.stderr.isatty(),
                                     argv=f"demo --out {out}")
         finally:

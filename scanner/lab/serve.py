@@ -147,6 +147,7 @@ class LabProcess:
         self.info = info
         self.resolver: str = info["resolver"]
         self.smtp_port: int = info["smtp_port"]
+        self.mta_sts_port: int = info["mta_sts_port"]  # HTTPS of every mta-sts.<domain>
         self.ca_pem = Path(info["ca_pem"])
         self.control_address: str = info["control"]
 
