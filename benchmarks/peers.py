@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--domains", type=int, default=28_000, help="lab size (~1,000 hosts)")
     p.add_argument("--parallel", type=int, default=100, help="xargs -P for s_client")
     p.add_argument("--budget", type=float, default=900.0, help="seconds per peer before it is cut")
-    p.add_argument("--only", nargs="+", help="peers to run (default: all)")
+    p.add_argument("--only", nargs="+", choices=("nmap", "openssl", "testssl.sh", "sslyze"),
+                   help="peers to run (default: all)")
     p.add_argument("--testssl-hosts", type=int, default=50,
                    help="testssl.sh takes seconds per host: run it on this many, scale up")
     p.add_argument("--no-install", action="store_true")
