@@ -10,13 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
-from test_pipeline import differences
+from test_pipeline import differences, keyed_domains
 
 from scanner.cli import capped_concurrency, main, read_exclusions
 from scanner.lab.profiles import generate
-from scanner.sink.dataset import read_dataset
 from scanner.sink.schema import TRUTH_DOMAIN_COLUMNS
 from scanner.stats import survey_stats
 from scanner.stats_policy import policy_stats
@@ -140,10 +138,7 @@ def test_demo_equals_the_lab_truth(tmp_path: Path, fake_internet: Any,
 
     assert run_demo(tmp_path / "demo") == 0
     assert "domains.starttls_class" in capsys.readouterr().out
-    scan = read_dataset(tmp_path / "demo", "domains")
-    keys = [d if d is not None else raw for d, raw in zip(
-        scan.column("domain").to_pylist(), scan.column("input").to_pylist(), strict=True)]
-    scan = scan.set_column(scan.schema.get_field_index("domain"), "domain", pa.array(keys))
+    scan = keyed_domains(tmp_path / "demo")
     fetched = [s for s in scan.column("mta_sts_fetch_status").to_pylist() if s == "ok"]
     assert fetched, "the demo fetched no MTA-STS policy"
     diff = differences(scan, fake_internet.truth_domains(), "domain", TRUTH_DOMAIN_COLUMNS)

@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.utils import CryptographyDeprecationWarning
+from test_tls_certs import dsa_key
 
 from scanner.config import Timeouts
 from scanner.dane import (
@@ -270,10 +271,7 @@ def test_dane_ee_matches_a_dsa_leaf_without_warnings() -> None:
     # errors, so a key read outside the scanner's quiet block would fail here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import dsa
-
-        key = dsa.generate_private_key(key_size=2048)
+        key = dsa_key(2048)
         name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "mx.dsa.test")])
         cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                 .public_key(key.public_key()).serial_number(7)

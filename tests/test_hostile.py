@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
-from test_pipeline import differences
+from test_pipeline import differences, keyed_domains
 
 from scanner.cli import capped_concurrency
 from scanner.config import Limits, ScanConfig, Timeouts, TrustStore
@@ -159,10 +158,7 @@ def test_hostile_scan_finishes_without_hang_crash_or_complaint(hostile_run: Host
 def test_hostile_scan_equals_the_truth(hostile_run: HostileRun) -> None:
     hosts = read_dataset(hostile_run.out, "hosts")
     diff = differences(hosts, hostile_run.lab.truth_hosts(), "ip", TRUTH_HOST_COLUMNS)
-    scan = read_dataset(hostile_run.out, "domains")
-    keys = [d if d is not None else raw for d, raw in zip(
-        scan.column("domain").to_pylist(), scan.column("input").to_pylist(), strict=True)]
-    scan = scan.set_column(scan.schema.get_field_index("domain"), "domain", pa.array(keys))
+    scan = keyed_domains(hostile_run.out)
     diff += differences(scan, hostile_run.lab.truth_domains(), "domain", TRUTH_DOMAIN_COLUMNS)
     assert not diff, "\n".join(diff[:40])
     assert hosts.num_rows >= 1000

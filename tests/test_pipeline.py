@@ -68,13 +68,17 @@ def mixed_scan(fake_internet: Any, tmp_path_factory: pytest.TempPathFactory,
     return asyncio.run(_scan(config))
 
 
-def test_mixed_scan_domains_equal_truth(mixed_scan: Any, fake_internet: Any) -> None:
-    _, out = mixed_scan
+def keyed_domains(out: Path) -> pa.Table:
+    """The `domains` rows keyed as the truth keys them: an invalid line by its raw text."""
     scan = read_dataset(out, "domains")
-    # the truth names an invalid line by its raw text, as there is no domain to name it by
     keys = [d if d is not None else raw for d, raw in zip(
         scan.column("domain").to_pylist(), scan.column("input").to_pylist(), strict=True)]
-    scan = scan.set_column(scan.schema.get_field_index("domain"), "domain", pa.array(keys))
+    return scan.set_column(scan.schema.get_field_index("domain"), "domain", pa.array(keys))
+
+
+def test_mixed_scan_domains_equal_truth(mixed_scan: Any, fake_internet: Any) -> None:
+    _, out = mixed_scan
+    scan = keyed_domains(out)
     diff = differences(scan, fake_internet.truth_domains(), "domain", TRUTH_DOMAIN_COLUMNS)
     assert not diff, "\n".join(diff[:60])
 

@@ -112,7 +112,7 @@ def test_sha1_signature_is_named() -> None:
     assert rec.self_signed is True  # SHA-1 still verifies: it is weak, not broken
 
 
-def _dsa_key(bits: int) -> object:
+def dsa_key(bits: int) -> object:
     """A DSA key: cryptography 51 deprecated DSA, and old mail servers still present it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
@@ -123,7 +123,7 @@ def _dsa_key(bits: int) -> object:
 
 def test_dsa_certificate_is_sized_and_self_signed_without_warnings() -> None:
     # Tests turn warnings into errors: a DSA class touched per certificate would fail here.
-    rec = parse_certificate(build(key=_dsa_key(1024)))
+    rec = parse_certificate(build(key=dsa_key(1024)))
     assert rec.parse_ok, rec.parse_error
     assert (rec.key_type, rec.key_bits, rec.signature_algorithm) == ("dsa", 1024, "dsa-with-sha256")
     assert rec.self_signed is True

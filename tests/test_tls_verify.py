@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +11,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from test_tls_certs import dsa_key
 
 from scanner.config import ConfigError
 from scanner.lab.behaviours import EXPECTED, NEGOTIATES_TLS, Behaviour
@@ -214,11 +213,7 @@ def test_rsa1024_leaf_in_valid_chain_is_weak_key(pki: Pki, verifier: ChainVerifi
 
 
 def test_dsa1024_leaf_in_valid_chain_is_weak_key(pki: Pki, verifier: ChainVerifier) -> None:
-    with warnings.catch_warnings():  # cryptography 51 deprecated DSA; servers still send it
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        from cryptography.hazmat.primitives.asymmetric import dsa
-
-        weak = dsa.generate_private_key(key_size=1024)
+    weak = dsa_key(1024)
     verdict = verifier.verify((make_leaf(pki.inter, key=weak), der(pki.inter)))  # type: ignore[arg-type]
     assert verdict.status is ChainStatus.WEAK_KEY and not verdict.valid
     assert verdict.detail is not None and "DSA-1024" in verdict.detail

@@ -10,9 +10,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
-from test_pipeline import differences
+from test_pipeline import differences, keyed_domains
 
 from scanner.config import Limits, ScanConfig, Timeouts, TrustStore
 from scanner.lab.serve import LabProcess
@@ -123,16 +122,9 @@ def _commits(out: Path) -> int:
         return 0
 
 
-def _keyed_domains(out: Path) -> pa.Table:
-    scan = read_dataset(out, "domains")
-    keys = [d if d is not None else raw for d, raw in zip(
-        scan.column("domain").to_pylist(), scan.column("input").to_pylist(), strict=True)]
-    return scan.set_column(scan.schema.get_field_index("domain"), "domain", pa.array(keys))
-
-
 def _written_rows_are_true(lab: LabProcess, out: Path) -> tuple[int, int]:
     """Every row written so far equals the truth (no false timeouts); the row counts."""
-    domains, hosts = _keyed_domains(out), read_dataset(out, "hosts")
+    domains, hosts = keyed_domains(out), read_dataset(out, "hosts")
     diff = [d for d in differences(domains, lab.truth_domains(), "domain",
                                    TRUTH_DOMAIN_COLUMNS) if "missing from scan" not in d]
     diff += [d for d in differences(hosts, lab.truth_hosts(), "ip", TRUTH_HOST_COLUMNS)
@@ -142,7 +134,7 @@ def _written_rows_are_true(lab: LabProcess, out: Path) -> tuple[int, int]:
 
 
 def _all_rows_are_true(lab: LabProcess, out: Path) -> None:
-    diff = differences(_keyed_domains(out), lab.truth_domains(), "domain", TRUTH_DOMAIN_COLUMNS)
+    diff = differences(keyed_domains(out), lab.truth_domains(), "domain", TRUTH_DOMAIN_COLUMNS)
     diff += differences(read_dataset(out, "hosts"), lab.truth_hosts(), "ip", TRUTH_HOST_COLUMNS)
     assert not diff, "\n".join(diff[:30])
 
