@@ -11,6 +11,7 @@ committed checkpoint never holds a domain without its hosts.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -114,11 +115,11 @@ class Scan:
         if cfg.resume:
             state = writer.load_resume_state()
             self._done_lines = set(state.line_nos)
+            written_keys = policies.written_keys(cfg.output) if policies is not None else {}
             for ip, summary in state.hosts.items():
-                self._table.finish(ip, summary)
-            analyser.seen_certificates.update(state.certificates)
-            if policies is not None:
-                policies.remember_written(cfg.output)
+                self._table.finish(ip, dataclasses.replace(summary,
+                                                           dane_keys=written_keys.get(ip)))
+            analyser.remember_written(state.certificates)
             self.counts.probes_resumed = len(state.hosts)
         probe_sem = asyncio.Semaphore(cfg.limits.max_in_flight)
         domain_sem = asyncio.Semaphore(cfg.limits.domains_in_flight)
@@ -197,7 +198,7 @@ class Scan:
                 # the policy lookups share the resolver: held too while an outage is suspected
                 await self.vantage.admit_policies(item.domain, domain_facts, tlsa,
                                                   policy_started)
-                record, edges = policies.finish(record, edges, domain_facts, tlsa)
+                record, edges = policies.finish(record, edges, domain_facts, tlsa, summaries)
             self._finish_domain(writer, record, edges)
         finally:
             domain_sem.release()
@@ -263,9 +264,8 @@ class Scan:
             for cert in certs:
                 writer.append_certificate(cert)
             writer.append_host(record)
-            if self._policies is not None:
-                self._policies.remember(record)
-            summary = HostSummary.from_record(record)
+            summary = HostSummary.from_record(
+                record, self._policies.keys_of(record) if self._policies is not None else None)
         except BaseException as exc:
             if not fut.done():
                 fut.set_exception(exc if isinstance(exc, Exception)

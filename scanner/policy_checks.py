@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -23,12 +23,13 @@ from scanner.policy_dns import PolicyResolver
 from scanner.policy_rollup import DomainPolicyFacts, apply_policies
 from scanner.policy_status import RecordStatus, StsFetchStatus
 from scanner.records import DomainMxRecord, DomainRecord, HostRecord, MailHosts
+from scanner.sink.summary import HostSummary
 from scanner.status import HandshakeStatus
 
 log = logging.getLogger(__name__)
 
 TLSA_CACHE_SIZE = 20_000  # MX host names (LRU, ~0.3 KB each): see dns.HOST_CACHE_SIZE
-CHAIN_KEYS_CACHE_SIZE = 10_000  # distinct chains whose DANE keys are kept for new addresses
+CHAIN_KEYS_CACHE_SIZE = 4096  # chains whose DANE keys are kept: see tls.verify.VERDICT_CACHE_SIZE
 STS_FETCH_TIMEOUT_S = 10.0
 
 
@@ -45,7 +46,6 @@ class PolicyChecker:
             timeout=min(STS_FETCH_TIMEOUT_S, config.timeouts.per_address),
             allow_address=self._may_contact)
         self._tlsa: LookupCache[TlsaLookup] = LookupCache(self._load_tlsa, TLSA_CACHE_SIZE)
-        self._keys: dict[str, ChainKeys] = {}  # TLS addresses only
         # deriving keys parses each certificate and checks each issuer signature: once per
         # distinct chain (keyed by its SHA-256 digests), and addresses with one chain share them
         self.chain_keys: LruMemo[tuple[str, ...], ChainKeys | None] = LruMemo(
@@ -77,15 +77,14 @@ class PolicyChecker:
         found = await self._tlsa.get_many(names)
         return dict(zip(names, found, strict=True))
 
-    def remember(self, record: HostRecord) -> None:
-        """Keep the compact DANE keys of a probed address's chain."""
-        if record.probe.handshake_status == HandshakeStatus.OK:
-            keys = self.chain_keys.get(record.chain_sha256,
-                                       partial(chain_keys, record.probe.chain_der))
-            if keys is not None:  # an address without keys is simply absent
-                self._keys[record.probe.ip] = keys
+    def keys_of(self, record: HostRecord) -> ChainKeys | None:
+        """The compact DANE keys of a probed address's chain (its summary keeps them)."""
+        if record.probe.handshake_status != HandshakeStatus.OK:
+            return None
+        return self.chain_keys.get(record.chain_sha256,
+                                   partial(chain_keys, record.probe.chain_der))
 
-    def remember_written(self, outdir: Path) -> None:
+    def written_keys(self, outdir: Path) -> dict[str, ChainKeys]:
         """On resume: the keys of addresses already written, from `hosts` and `certificates`."""
         from scanner.sink.dataset import read_dataset
 
@@ -93,19 +92,23 @@ class PolicyChecker:
         certs = read_dataset(outdir, "certificates", ["sha256", "der"])
         der = dict(zip(certs.column("sha256").to_pylist(), certs.column("der").to_pylist(),
                        strict=True))
+        found: dict[str, ChainKeys] = {}
         for ip, handshake, chain in zip(*(hosts.column(c).to_pylist() for c in hosts.column_names),
                                         strict=True):
             if handshake == HandshakeStatus.OK and all(s in der for s in chain or ()):
                 keys = self.chain_keys.get(tuple(chain),
                                            partial(chain_keys, [der[s] for s in chain]))
                 if keys is not None:
-                    self._keys[ip] = keys
+                    found[ip] = keys
+        return found
 
     def finish(self, record: DomainRecord, edges: tuple[DomainMxRecord, ...],
-               facts: DomainPolicyFacts | None, tlsa: dict[str, TlsaLookup]
+               facts: DomainPolicyFacts | None, tlsa: dict[str, TlsaLookup],
+               summaries: Mapping[str, HostSummary]
                ) -> tuple[DomainRecord, tuple[DomainMxRecord, ...]]:
-        """The domain's row and edges with the policy columns."""
-        return apply_policies(record, edges, facts, tlsa, self._keys)
+        """The row and edges with the policy columns (DANE keys from the address summaries)."""
+        keys = {ip: s.dane_keys for ip, s in summaries.items()}
+        return apply_policies(record, edges, facts, tlsa, keys)
 
     async def close(self) -> None:
         """Cancel TLSA lookups still in flight; release the resolver's sockets."""

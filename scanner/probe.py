@@ -12,14 +12,19 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from scanner.config import ScanConfig
+from scanner.lru import LruMemo
 from scanner.mta_software import mta_software, mta_version
 from scanner.outcome import host_outcome
+from scanner.packed_keys import PackedKeys, digest_key
 from scanner.records import CertificateRecord, HostRecord, ProbeTarget, SmtpProbe
 from scanner.smtp import SmtpProber
 from scanner.status import ConnectStatus, HostOutcome, ReplyStatus
 from scanner.tls.certs import leaf_names, parse_certificate
 from scanner.tls.context import ProbeContext
 from scanner.tls.verify import ChainVerifier
+
+#: leaves whose names are kept: the busy providers' certificates stay, the rest are re-parsed
+LEAF_NAMES_CACHE_SIZE = 4096
 
 
 def is_public_address(ip: str) -> bool:
@@ -34,9 +39,13 @@ class HostAnalyser:
         self._config = config
         self._prober = SmtpProber(config, tls)
         self._verifier = verifier
-        # names each certificate carries, by sha256: small, unlike the parsed records with DER
-        self._names: dict[str, tuple[str, ...]] = {}
-        self.seen_certificates: set[str] = set()
+        # the names a leaf carries, by its sha256, for the next address that presents it
+        self._names: LruMemo[str, tuple[str, ...]] = LruMemo(LEAF_NAMES_CACHE_SIZE)
+        self.seen_certificates = PackedKeys()  # digest_key of every certificate written
+
+    def remember_written(self, certificates: Iterable[str]) -> None:
+        """On resume: the sha256 of certificates already written are not parsed again."""
+        self.seen_certificates.update(digest_key(sha) for sha in certificates)
 
     def skip_reason(self, ip: str) -> ConnectStatus | None:
         """Why an address must not be contacted, or None."""
@@ -64,15 +73,14 @@ class HostAnalyser:
         new_certs: list[CertificateRecord] = []
         chain_sha = tuple(hashlib.sha256(der).hexdigest() for der in probe.chain_der)
         for sha, der in zip(chain_sha, probe.chain_der, strict=True):
-            if sha not in self.seen_certificates:
-                self.seen_certificates.add(sha)
-                new_certs.append(self._parse(sha, der))
+            if self.seen_certificates.add(digest_key(sha)):
+                new_certs.append(parse_certificate(der, sha))
         names: tuple[str, ...] = ()
         verdict = None
         if probe.chain_der:
-            if chain_sha[0] not in self._names:
-                self._parse(chain_sha[0], probe.chain_der[0])
-            names = self._names[chain_sha[0]]
+            leaf = new_certs[0] if new_certs and new_certs[0].sha256 == chain_sha[0] else None
+            names = self._names.get(chain_sha[0], lambda: _names_of(
+                leaf or parse_certificate(probe.chain_der[0], chain_sha[0])))
             verdict = self._verifier.verify(probe.chain_der, chain_sha)
         elif outcome is HostOutcome.TLS_OK:
             verdict = self._verifier.verify(())
@@ -86,7 +94,6 @@ class HostAnalyser:
                             mta_software=software, mta_version=version)
         return record, new_certs
 
-    def _parse(self, sha: str, der: bytes) -> CertificateRecord:
-        rec = parse_certificate(der, sha)
-        self._names[sha] = leaf_names(rec) if rec.parse_ok else ()
-        return rec
+
+def _names_of(rec: CertificateRecord) -> tuple[str, ...]:
+    return leaf_names(rec) if rec.parse_ok else ()

@@ -47,3 +47,23 @@ def test_equal_summaries_are_stored_once() -> None:
     assert table.distinct_summaries == 4  # plain, and TLS with one of three names
     assert table.get("10.0.0.1") is table.get("10.0.0.7")  # odd, same name
     assert table.get("10.0.0.1") is not table.get("10.0.0.3")
+
+
+def test_a_national_table_answers_every_address_after_merges() -> None:
+    table = ProbeTable()
+    plain, tls = _summary(), _summary(HostOutcome.TLS_OK, ("mx.example",))
+    v4 = [f"10.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(12_000)]
+    v6 = [f"2001:db8::{i:x}" for i in range(12_000)]
+    for i, ip in enumerate(v4 + v6):
+        table.finish(ip, tls if i % 3 == 0 else plain)
+    assert len(table) == 24_000 and table.distinct_summaries == 2
+    for i, ip in enumerate(v4 + v6):
+        assert table.get(ip) is (tls if i % 3 == 0 else plain)
+    assert table.get("2001:db8:0::5") is table.get("2001:db8::5")  # one address, two spellings
+    assert table.get("10.99.0.0") is None and table.get("2001:db8::1:0") is None
+    with pytest.raises(KeyError):
+        asyncio.run(_start(table, "10.0.0.1"))  # finished long ago, and merged: never again
+
+
+async def _start(table: ProbeTable, ip: str) -> None:
+    table.start(ip)

@@ -22,6 +22,7 @@ from types import TracebackType
 import pyarrow.parquet as pq
 
 from scanner.config import ScanConfig
+from scanner.packed_keys import PackedKeys, digest_key
 from scanner.records import CertificateRecord, DomainMxRecord, DomainRecord, HostRecord
 from scanner.sink.durable import (
     OutputError,
@@ -75,7 +76,7 @@ class DatasetWriter:
         self._clock = clock
         self._seq = self._log.last_seq + 1
         self._buffers = {name: ColumnBuffer(name) for name in DATASETS}
-        self._certificates: set[str] = set()
+        self._certificates = PackedKeys()  # digest_key of every certificate in the dataset
         self._last_flush = clock()
         self._write_lock = threading.Lock()  # checkpoints commit in order, one at a time
         self._failure: str | None = None
@@ -114,7 +115,7 @@ class DatasetWriter:
     def load_resume_state(self) -> ResumeState:
         """What committed parts already hold; certificates in it are not written again."""
         state = load_resume_state(self.outdir)
-        self._certificates.update(state.certificates)
+        self._certificates.update(digest_key(sha) for sha in state.certificates)
         return state
 
     # -- appending -----------------------------------------------------------------------------
@@ -125,9 +126,8 @@ class DatasetWriter:
 
     def append_certificate(self, rec: CertificateRecord) -> bool:
         """Buffer a certificate unless this scan already has it; True when buffered."""
-        if rec.sha256 in self._certificates:
+        if not self._certificates.add(digest_key(rec.sha256)):
             return False
-        self._certificates.add(rec.sha256)
         append_certificate(self._buffers["certificates"], rec)
         return True
 

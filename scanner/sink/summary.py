@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
 from scanner.records import HostRecord
 from scanner.sink.durable import Commit, read_commits
 from scanner.status import HandshakeStatus, HostOutcome, ReplyStatus
+
+if TYPE_CHECKING:
+    from scanner.dane import ChainKeys
 
 _HOST_COLUMNS = ["ip", "outcome", "ehlo_status", "starttls_offered", "handshake_status",
                  "chain_valid", "leaf_names"]
@@ -26,8 +29,10 @@ _HOST_COLUMNS = ["ip", "outcome", "ehlo_status", "starttls_offered", "handshake_
 class HostSummary:
     """What the per-domain rollup needs of one probed address (which is the table's key).
 
-    chain_valid is None when no certificate was received. Equal summaries are interchangeable:
-    most addresses of a survey share one of a few thousand (probe_table.ProbeTable).
+    chain_valid is None when no certificate was received. dane_keys is what the chain can match
+    in a TLSA record (None without policy checks, or without a chain). Equal summaries are
+    interchangeable: most addresses of a survey share one of a few thousand
+    (probe_table.ProbeTable).
     """
 
     outcome: HostOutcome
@@ -36,17 +41,18 @@ class HostSummary:
     tls_ok: bool  # the handshake completed
     chain_valid: bool | None
     leaf_names: tuple[str, ...]
+    dane_keys: ChainKeys | None = None
 
     @classmethod
-    def from_record(cls, rec: HostRecord) -> HostSummary:
-        """The summary of a freshly probed host."""
+    def from_record(cls, rec: HostRecord, dane_keys: ChainKeys | None = None) -> HostSummary:
+        """The summary of a freshly probed host (with its chain's DANE keys when checked)."""
         p = rec.probe
         return cls(outcome=rec.outcome,
                    smtp_ok=p.ehlo_status == ReplyStatus.OK,
                    starttls_offered=p.starttls_offered is True,
                    tls_ok=p.handshake_status == HandshakeStatus.OK,
                    chain_valid=rec.chain.valid if rec.chain is not None else None,
-                   leaf_names=rec.leaf_names)
+                   leaf_names=rec.leaf_names, dane_keys=dane_keys)
 
 
 @dataclass(frozen=True, slots=True)

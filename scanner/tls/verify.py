@@ -106,6 +106,12 @@ def _weak_key(cert: x509.Certificate) -> str | None:
     return None
 
 
+#: chains whose verdicts are kept (LRU, ~0.5 KB each): a busy provider's chain stays, a chain
+#: seen once is judged again if it comes back after 4,096 others (a millisecond, not 0.5 KB each
+#: for the rest of a national scan)
+VERDICT_CACHE_SIZE = 4096
+
+
 class ChainVerifier:
     """Judges chains against one trust store at one time; built once per scan.
 
@@ -113,7 +119,7 @@ class ChainVerifier:
     """
 
     def __init__(self, trust_anchor_pems: Sequence[Path], use_mozilla: bool, at: datetime,
-                 *, cache_size: int = 50_000) -> None:
+                 *, cache_size: int = VERDICT_CACHE_SIZE) -> None:
         if at.tzinfo is None:
             raise ConfigError("chain verification time must be timezone-aware")
         self._at = at
