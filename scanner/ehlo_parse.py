@@ -36,6 +36,9 @@ def starttls_masked(extensions: tuple[str, ...]) -> bool:
     )
 
 
+_CONTROL_BYTE = re.compile("[\x00-\x08\x0b-\x1f\x7f]")  # C0 but tab and newline, and DEL
+
+
 def has_control_bytes(text: str) -> bool:
     """True for NUL and other C0 controls (besides tab and newline) inside a reply's text."""
-    return any(ord(c) < 32 and c not in "\t\n" for c in text) or "\x7f" in text
+    return _CONTROL_BYTE.search(text) is not None

@@ -92,6 +92,7 @@ class WaveDetector:
         self._what = what
         self._size = max(window, min_wave)
         self._window: list[tuple[float, bool, str]] = []  # (started, timed out, key), sorted
+        self._window_timeouts = 0  # items in the window that timed out
         self._min_wave = min_wave
         self._settle_after = settle_after
         self._confirm = confirm
@@ -158,12 +159,16 @@ class WaveDetector:
 
     def _push(self, started: float, timed_out: bool, key: str) -> None:
         bisect.insort(self._window, (started, timed_out, key))
+        self._window_timeouts += timed_out
         if len(self._window) > self._size:
             _, old, _ = self._window.pop(0)
+            self._window_timeouts -= old
             self._before_total += 1
             self._before_timeouts += old
 
     def _tripped(self) -> bool:
+        if self._window_timeouts < self._min_wave:  # most admits: no need to look closer
+            return False
         timeouts = [key for _, t, key in self._window if t]
         if len(timeouts) < self._min_wave or len(set(timeouts)) < self._min_wave // 2:
             return False
