@@ -4,9 +4,10 @@ Formats are detected per file from its first 64 KiB: DNS zone files (directives 
 records), CSV top lists (commas in most of the first data lines), else plain text. Compression
 is detected from magic bytes: gzip, bzip2 and xz are read; zstd and zip are refused by name.
 
-Memory: one line at a time, plus an 8-byte digest per A-label seen, for de-duplication across
-all files (`name_set.NameSet`: ~30 MB for 3.45 million names, where a set of the strings took
-~350 MB), plus, while a zone file is read, the same for the owners it delegated.
+Memory: one line at a time, plus the de-duplication across all files (`name_set.NameSet`: an
+8-byte digest per A-label seen, in a temporary file but for the latest 131,072; 28 MB of file
+for 3.45 million names, where a set of the strings took ~350 MB of heap), plus, while a zone
+file is read, the same for the owners it delegated.
 """
 
 from __future__ import annotations
@@ -82,17 +83,17 @@ def read_domains(paths: Sequence[Path], stats: InputStats | None = None) -> Iter
     compressed data. line_no runs on across files.
     """
     stats = stats if stats is not None else InputStats()
-    seen = NameSet()
     line_offset = 0
-    for path in map(Path, paths):
-        with open_text(path) as opened:
-            kind = _detect_format(opened.sample_lines)
-            compression = f"+{opened.compression}" if opened.compression else ""
-            stats.formats[str(path)] = kind + compression
-            lines = _Lines(opened.read_lines(), line_offset, stats)
-            candidates = _CANDIDATES[kind](lines)
-            yield from _rows(candidates, path.name, kind == "zone", seen, stats)
-            line_offset = lines.last_line_no
+    with NameSet() as seen:
+        for path in map(Path, paths):
+            with open_text(path) as opened:
+                kind = _detect_format(opened.sample_lines)
+                compression = f"+{opened.compression}" if opened.compression else ""
+                stats.formats[str(path)] = kind + compression
+                lines = _Lines(opened.read_lines(), line_offset, stats)
+                candidates = _CANDIDATES[kind](lines)
+                yield from _rows(candidates, path.name, kind == "zone", seen, stats)
+                line_offset = lines.last_line_no
 
 
 def _rows(candidates: Iterable[tuple[int, str, str | None]], source: str, zone: bool,
@@ -100,28 +101,28 @@ def _rows(candidates: Iterable[tuple[int, str, str | None]], source: str, zone: 
     """Normalise one file's candidates into rows, skipping and counting names already seen."""
     # Several NS records delegate one name: only the first counts. Keys are A-labels, or the
     # owner as written (with its final dot, so never equal to an A-label) when it is invalid.
-    zone_owners = NameSet()
-    for line_no, raw, reason in candidates:
-        if reason is None and "\ufffd" in raw:
-            reason = "invalid_encoding"
-        try:
-            if reason is not None:
-                raise InvalidDomain(reason)
-            a_label, u_label = normalise_domain(raw)
-        except InvalidDomain as exc:
-            if zone and not zone_owners.add(raw.lower()):
+    with NameSet() as zone_owners:
+        for line_no, raw, reason in candidates:
+            if reason is None and "\ufffd" in raw:
+                reason = "invalid_encoding"
+            try:
+                if reason is not None:
+                    raise InvalidDomain(reason)
+                a_label, u_label = normalise_domain(raw)
+            except InvalidDomain as exc:
+                if zone and not zone_owners.add(raw.lower()):
+                    continue
+                stats.invalid += 1
+                yield DomainInput(line_no, raw[:_MAX_RAW_CHARS], None, None, InputStatus.INVALID,
+                                  exc.reason, source)
                 continue
-            stats.invalid += 1
-            yield DomainInput(line_no, raw[:_MAX_RAW_CHARS], None, None, InputStatus.INVALID,
-                              exc.reason, source)
-            continue
-        if zone and not zone_owners.add(a_label):
-            continue
-        if not seen.add(a_label):
-            stats.duplicates += 1
-            continue
-        stats.valid += 1
-        yield DomainInput(line_no, raw, a_label, u_label, InputStatus.OK, None, source)
+            if zone and not zone_owners.add(a_label):
+                continue
+            if not seen.add(a_label):
+                stats.duplicates += 1
+                continue
+            stats.valid += 1
+            yield DomainInput(line_no, raw, a_label, u_label, InputStatus.OK, None, source)
 
 
 class _Lines:
