@@ -71,22 +71,25 @@ class PackedKeys:
 
     def put(self, key: bytes, value: int) -> None:
         """Add a new key; KeyError when it is already there (values never change)."""
-        if len(key) != KEY_BYTES:
-            raise ValueError(f"keys are {KEY_BYTES} bytes, not {len(key)}")
-        if not 0 <= value < 1 << 32:
-            raise ValueError(f"value {value} does not fit in 32 bits")
         if self.get(key) is not None:
             raise KeyError(key.hex())
-        self._recent[key] = value
-        if len(self._recent) >= self._merge_every:
-            self._merge()
+        self._insert(key, value)
 
     def add(self, key: bytes) -> bool:
         """Use as a set: add `key`, True when it was not there before."""
         if self.get(key) is not None:
             return False
-        self.put(key, 0)
+        self._insert(key, 0)
         return True
+
+    def _insert(self, key: bytes, value: int) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"keys are {KEY_BYTES} bytes, not {len(key)}")
+        if not 0 <= value < 1 << 32:
+            raise ValueError(f"value {value} does not fit in 32 bits")
+        self._recent[key] = value
+        if len(self._recent) >= self._merge_every:
+            self._merge()
 
     def update(self, keys: Iterable[bytes]) -> None:
         """Add every key not there yet (a set's update)."""

@@ -107,8 +107,7 @@ def _weak_key(cert: x509.Certificate) -> str | None:
 
 
 #: chains whose verdicts are kept (LRU, ~0.5 KB each): a busy provider's chain stays, a chain
-#: seen once is judged again if it comes back after 4,096 others (a millisecond, not 0.5 KB each
-#: for the rest of a national scan)
+#: that comes back after 4,096 others is judged again rather than kept for the whole scan
 VERDICT_CACHE_SIZE = 4096
 
 
