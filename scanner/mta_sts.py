@@ -112,10 +112,18 @@ class StsFetcher:
         self._resolver = resolver
         # bounded apart from the SMTP conversations: descriptors are reserved for it at start-up
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._context = _https_context(anchors, use_mozilla)
+        # built at the first fetch: loading Mozilla's roots is 45 ms, and most scans of a few
+        # domains never fetch (the anchors were checked at start-up by the chain verifier)
+        self._anchors, self._use_mozilla = list(anchors), use_mozilla
+        self._context_built: ssl.SSLContext | None = None
         self._port = port
         self._timeout = timeout
         self._allow = allow_address or (lambda ip: ipaddress.ip_address(ip).is_global)
+
+    def _context(self) -> ssl.SSLContext:
+        if self._context_built is None:
+            self._context_built = _https_context(self._anchors, self._use_mozilla)
+        return self._context_built
 
     async def fetch(self, domain: str) -> StsResult:
         """The policy of a domain whose `_mta-sts` record is valid."""
@@ -140,7 +148,7 @@ class StsFetcher:
             return StsResult(StsFetchStatus.CONNECT_ERROR, detail=str(exc))
         try:
             try:
-                await writer.start_tls(self._context, server_hostname=host)
+                await writer.start_tls(self._context(), server_hostname=host)
             except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
                 return StsResult(StsFetchStatus.TLS_ERROR, detail=str(exc))
             writer.write(f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {host}\r\n"

@@ -1,0 +1,37 @@
+"""Start-up cost: what merely starting the scanner spends before the first query."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+_CHILD = """
+import json, os, sys
+import scanner.cli, scanner.scan_command, numpy
+progress = scanner.scan_command.TqdmProgress(10, enabled=False)
+tasks = os.listdir("/proc/self/task")
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in tasks]
+print(json.dumps({"threads": names, "tqdm": "tqdm" in sys.modules}))
+"""
+
+
+def _child() -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS", "OMP_"))}
+    out = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True,
+                         env=env, check=True, timeout=60)
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+def test_importing_the_scanner_starts_no_spinning_worker_threads() -> None:
+    # numpy's OpenBLAS would start a worker per extra core, spinning while numpy loads
+    # (0.1-0.2 s of CPU per start); pyarrow's jemalloc purger is the only helper allowed.
+    threads = _child()["threads"]
+    assert isinstance(threads, list)
+    assert len([t for t in threads if t != "jemalloc_bg_thd"]) == 1, threads  # the main one
+
+
+def test_no_progress_display_does_not_import_tqdm() -> None:
+    assert _child()["tqdm"] is False
