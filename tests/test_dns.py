@@ -458,6 +458,34 @@ async def test_c_ares_query_cache_is_flushed_and_servers_kept(
         await channel.close()
 
 
+async def test_the_safety_net_gives_up_a_query_c_ares_never_called_back() -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, never answers
+    silent.bind(("127.0.0.1", 0))
+    channel = channel_module.DnsChannel([f"127.0.0.1:{silent.getsockname()[1]}"],
+                                        Timeouts(dns_query=3.0, dns_tries=2), Limits())
+    channel._deadline_s = 0.4  # c-ares itself would wait 3 s and more
+    try:
+        started = time.monotonic()
+        for name in ("one.test", "two.test"):  # the net re-arms after its sweep
+            with pytest.raises(TimeoutError, match="did not call back"):
+                await channel.query(name, "A")
+        assert time.monotonic() - started < 3.0
+        assert not channel._net
+    finally:
+        await channel.close()
+        silent.close()
+
+
+async def test_the_safety_net_keeps_no_answer_alive(small: DnsServer) -> None:
+    channel = channel_module.DnsChannel([small.address], FAST, Limits())
+    try:
+        await asyncio.gather(*(channel.query(f"mx{i}.a.test", "A") for i in (1, 2)))
+        assert len(channel._net) == 2 and all(cell[0] is None for _, cell in channel._net)
+    finally:
+        await channel.close()
+    assert not channel._net
+
+
 # -- resolver configuration and start-up check --------------------------------------------------
 
 async def test_check_resolver_accepts_any_answer_and_reports_silence(small: DnsServer) -> None:

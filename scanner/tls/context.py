@@ -34,6 +34,23 @@ _WANTED = frozenset((SERVER_HELLO, SERVER_KEY_EXCHANGE))
 _DER = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)  # for _ssl.Certificate
 
 
+def _set_raw_msg_callback(context: ssl.SSLContext, callback: Any) -> None:
+    """Install callback on the C context, bypassing ssl.py's wrapper.
+
+    The wrapper turns version, content type and message type into enum members for every TLS
+    record of every connection, before our callback drops all but two kinds of message: 1-2 %
+    of a scan's CPU. The C level passes plain ints, which compare equal to those enums. Python
+    versions without the C descriptor get the wrapper.
+    """
+    descriptor = getattr(getattr(getattr(ssl, "_ssl", None), "_SSLContext", None),
+                         "_msg_callback", None)
+    if descriptor is None or not hasattr(descriptor, "__set__"):
+        context._msg_callback = callback  # type: ignore[attr-defined]
+        return
+    callback.user_function = callback  # what ssl.py's getter returns
+    descriptor.__set__(context, callback)
+
+
 class ProbeContext:
     """One client SSLContext per scan, with handshake facts attributed to each connection.
 
@@ -62,7 +79,7 @@ class ProbeContext:
             except Exception:
                 log.debug("TLS message callback failed", exc_info=True)
 
-        ssl_context._msg_callback = on_message  # type: ignore[attr-defined]
+        _set_raw_msg_callback(ssl_context, on_message)
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
