@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from test_tls_verify import NOW, Pki, der, make_leaf, pki  # noqa: F401  (pki is a fixture)
 
 from scanner import probe as probe_module
@@ -13,6 +14,7 @@ from scanner.config import ScanConfig
 from scanner.probe import HostAnalyser
 from scanner.records import SmtpProbe
 from scanner.status import ConnectStatus, HandshakeStatus, ReplyStatus, StartTlsStatus
+from scanner.tls import certs as certs_module
 from scanner.tls.context import make_probe_context
 from scanner.tls.verify import ChainVerifier
 
@@ -60,3 +62,21 @@ def test_certificates_written_before_a_resume_are_not_written_again(tmp_path: Pa
     resumed.remember_written([c.sha256 for c in certs])
     after, new = resumed.judge(_probe("192.0.2.1", chain), ())
     assert new == [] and after.leaf_names == before.leaf_names == ("mx.resumed.test",)
+
+
+def test_a_new_self_signed_leaf_has_its_signature_checked_once(
+        tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    # parsed for its row, then its chain judged: one public-key operation, not two
+    checked: list[bytes] = []
+    real = certs_module.signature_verifies
+
+    def counting(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        checked.append(cert.signature)
+        return real(cert, issuer)
+
+    monkeypatch.setattr(certs_module, "signature_verifies", counting)
+    leaf = make_leaf(None, names=("mx.selfsigned.test",))
+    record, written = _analyser(tmp_path, pki).judge(_probe("192.0.2.1", (leaf,)), ())
+    assert written[0].self_signed is True
+    assert record.chain is not None and record.chain.status.value == "self_signed"
+    assert len(checked) == 1
