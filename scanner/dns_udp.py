@@ -30,7 +30,9 @@ import dns.flags
 import dns.message
 import dns.name
 
-_FLAGS = dns.flags.RD | dns.flags.AD  # AD asks for the AD bit (RFC 6840 §5.7)
+# plain ints: an IntFlag operation builds an enum member each time (per query, per reply)
+_FLAGS = int(dns.flags.RD | dns.flags.AD)  # AD asks for the AD bit (RFC 6840 §5.7)
+_TC = int(dns.flags.TC)
 #: OPT pseudo-record: root owner, type 41, 1232-byte payload, DO set (RFC 3225)
 _OPT = b"\x00" + struct.pack("!HHIH", 41, 1232, 0x8000, 0)
 _RECV_BUFFER = 1 << 21
@@ -255,7 +257,7 @@ class UdpStub:
 def _parse(reply: bytes) -> StubReply | None:
     """The reply as a StubReply; None when it is truncated (TC) and must be asked over TCP."""
     flags = int.from_bytes(reply[2:4], "big")
-    if flags & dns.flags.TC:
+    if flags & _TC:
         return None
     if reply[6:8] == b"\0\0":
         return StubReply(flags & 0x000F, flags, None)  # no answer records: the header says all

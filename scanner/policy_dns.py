@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 #: type name -> code (dnspython's from_text goes through its enum machinery on each call)
 _rdtype = functools.cache(dns.rdatatype.from_text)
+_AD = int(dns.flags.AD)  # a plain int: IntFlag arithmetic builds an enum member each time
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +149,7 @@ def _answer(reply: StubReply | dns.exception.DNSException, wanted: int) -> Polic
     if rcode != dns.rcode.NOERROR:  # SERVFAIL, REFUSED...
         answered = dns.rcode.to_text(dns.rcode.Rcode(rcode))
         return PolicyAnswer(DnsStatus.SERVFAIL, detail=f"the server answered {answered}")
-    ad = bool(reply.flags & dns.flags.AD)
+    ad = bool(reply.flags & _AD)
     records = tuple(chain.answer) if chain is not None and chain.answer is not None and \
         chain.answer.rdtype == wanted else ()
     if not records:
