@@ -25,6 +25,7 @@ import json
 import re
 import socket
 import ssl
+import statistics
 import struct
 import subprocess
 import sys
@@ -439,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int)
     p.add_argument("--no-scanner", action="store_true", help="only the floor client")
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="interleaved rounds of all runs; ratios are the rounds' medians")
     p.add_argument("--greeting", type=float, default=10.0, help="greeting timeout (s)")
     p.add_argument("--deadline", type=float, default=30.0, help="per-address deadline (s)")
     p.add_argument("--dns", choices=("dns", "dns+policies"), help=argparse.SUPPRESS)
@@ -463,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                               latency_ms=(20, 300), timeout=1800.0) as lab:
             result = _floor_and_scanner(lab.directory, args)
     result.update(date=today(), machine=machine(), commit=commit(), openssl=speed,
-                  loop=args.loop)
+                  loop=args.loop, n_rounds=args.rounds)
     emit(result)
     if result.get("scanner") and not args.no_record:
         sc = result["scanner"]
@@ -478,7 +481,9 @@ def main(argv: list[str] | None = None) -> int:
                        result["ratio_no_policies_to_dns_floor"],
                        result["floor_dns_policies"]["cpu_ms_per_probe"],
                        result["ratio_to_dns_policies_floor"],
-                       speed.get("client_handshake_crypto_us", "n/a"), result["loop"]])
+                       speed.get("client_handshake_crypto_us", "n/a"),
+                       result["loop"] + (f", median of {args.rounds} rounds"
+                                         if args.rounds > 1 else "")])
     return 0
 
 
@@ -490,28 +495,64 @@ FLOOR_HEADER = ["date (UTC)", "commit", "hosts", "floor CPU s", "floor CPU ms/pr
                 "OpenSSL client handshake crypto µs", "event loop (all runs)"]
 
 
+_RUNS = ("scanner", "scanner_no_policies", "floor_dns", "floor_dns_policies")
+#: (ratio, the scanner run, the floor run it is divided by; None: the bare floor)
+_RATIOS = (("ratio", "scanner", None), ("ratio_no_policies", "scanner_no_policies", None),
+           ("ratio_no_policies_to_dns_floor", "scanner_no_policies", "floor_dns"),
+           ("ratio_to_dns_policies_floor", "scanner", "floor_dns_policies"))
+
+
 def _floor_and_scanner(lab_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """`args.rounds` interleaved rounds of the five runs; medians when more than one.
+
+    The machines are noisy: a single run's CPU varies by 10-20 % from one minute to the next,
+    so the ratios of one round are of runs minutes apart. With several rounds each ratio is
+    the median of its per-round ratios, and each run reported is the round's median run.
+    """
+    rounds = [_one_round(lab_dir, args) for _ in range(args.rounds)]
+    if len(rounds) == 1:
+        return rounds[0]
+    result = _median_run(rounds)
+    for key in _RUNS:
+        if key in rounds[0]:
+            result[key] = _median_run([r[key] for r in rounds])
+    for ratio, _, _ in _RATIOS:
+        if ratio in rounds[0]:
+            result[ratio] = round(statistics.median(r[ratio] for r in rounds), 2)
+    result["rounds"] = [_round_summary(r) for r in rounds]
+    return result
+
+
+def _round_summary(r: dict[str, Any]) -> dict[str, float]:
+    """CPU ms per probe of each run of a round, and its ratios."""
+    runs = {"floor": r["cpu_ms_per_probe"]} | {
+        k: r[k]["cpu_ms_per_probe"] for k in _RUNS if k in r}
+    return runs | {ratio: r[ratio] for ratio, _, _ in _RATIOS if ratio in r}
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median CPU per probe (the lower middle one of an even count)."""
+    ordered = sorted(runs, key=lambda r: r["cpu_ms_per_probe"])
+    return dict(ordered[(len(ordered) - 1) // 2])
+
+
+def _one_round(lab_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     result = run_floor(lab_dir, args.work, args.concurrency, args.limit, loop=args.loop)
-    if not args.no_scanner:
-        scan = run_scanner_on_hosts(lab_dir, args.work, args.concurrency, loop=args.loop)
-        result["scanner"] = scan
-        result["ratio"] = round(scan["cpu_ms_per_probe"] / result["cpu_ms_per_probe"], 2)
-        # the same wire steps as the floor, with only the MX and address lookups besides
-        lean = run_scanner_on_hosts(lab_dir, args.work, args.concurrency, ("--no-policies",),
-                                    loop=args.loop)
-        result["scanner_no_policies"] = lean
-        result["ratio_no_policies"] = round(
-            lean["cpu_ms_per_probe"] / result["cpu_ms_per_probe"], 2)
-        # the floors that also do the scanner's DNS queries, over the same domains
-        for key, dns, scan_key in (("floor_dns", "dns", "scanner_no_policies"),
-                                   ("floor_dns_policies", "dns+policies", "scanner")):
-            floor = run_floor(lab_dir, args.work, args.concurrency, args.limit, dns=dns,
-                              loop=args.loop)
-            result[key] = floor
-            name = ("ratio_no_policies_to_dns_floor" if dns == "dns"
-                    else "ratio_to_dns_policies_floor")
-            result[name] = round(result[scan_key]["cpu_ms_per_probe"]
-                                 / floor["cpu_ms_per_probe"], 2)
+    if args.no_scanner:
+        return result
+    result["scanner"] = run_scanner_on_hosts(lab_dir, args.work, args.concurrency,
+                                             loop=args.loop)
+    # the same wire steps as the floor, with only the MX and address lookups besides
+    result["scanner_no_policies"] = run_scanner_on_hosts(
+        lab_dir, args.work, args.concurrency, ("--no-policies",), loop=args.loop)
+    # the floors that also do the scanner's DNS queries, over the same domains
+    for key, dns in (("floor_dns", "dns"), ("floor_dns_policies", "dns+policies")):
+        result[key] = run_floor(lab_dir, args.work, args.concurrency, args.limit, dns=dns,
+                                loop=args.loop)
+    for ratio, scan_key, floor_key in _RATIOS:
+        floor = result if floor_key is None else result[floor_key]
+        result[ratio] = round(result[scan_key]["cpu_ms_per_probe"] / floor["cpu_ms_per_probe"],
+                              2)
     return result
 
 

@@ -86,6 +86,37 @@ def test_scanner_over_the_floor_hosts_with_and_without_policies(  # type: ignore
     assert 0 < lean["cpu_ms_per_probe"] and 0 < full["cpu_ms_per_probe"]
 
 
+def test_floor_rounds_report_medians_of_interleaved_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    def run(cpu: float) -> dict[str, float]:
+        return {"cpu_ms_per_probe": cpu, "cpu_s": cpu * 10}
+
+    made = iter([(0.5, 1.5, 1.0), (0.4, 1.6, 1.2), (0.6, 1.2, 0.9)])  # floor, scanner, lean
+
+    def one_round(lab_dir: Path, args: argparse.Namespace) -> dict[str, object]:
+        f, full, lean = next(made)
+        r: dict[str, object] = {**run(f), "scanner": run(full), "scanner_no_policies": run(lean),
+                                "floor_dns": run(f + 0.1), "floor_dns_policies": run(f + 0.2)}
+        for ratio, scan_key, floor_key in floor._RATIOS:
+            base = r if floor_key is None else r[floor_key]
+            r[ratio] = round(r[scan_key]["cpu_ms_per_probe"]  # type: ignore[index]
+                             / base["cpu_ms_per_probe"], 2)  # type: ignore[index]
+        return r
+
+    monkeypatch.setattr(floor, "_one_round", one_round)
+    result = floor._floor_and_scanner(Path("."), argparse.Namespace(rounds=3))
+    # each ratio is the median of its rounds' ratios (3.0, 4.0, 2.0 for scanner/floor) ...
+    assert result["ratio"] == 3.0
+    assert result["ratio_no_policies"] == 2.0  # 2.0, 3.0, 1.5
+    assert result["ratio_to_dns_policies_floor"] == round(1.5 / 0.7, 2)  # of 2.14, 2.67, 1.5
+    # ... and each run reported is its median run
+    assert result["cpu_ms_per_probe"] == 0.5 and result["scanner"]["cpu_ms_per_probe"] == 1.5
+    assert result["scanner_no_policies"]["cpu_ms_per_probe"] == 1.0
+    assert [r["floor"] for r in result["rounds"]] == [0.5, 0.4, 0.6]
+
+
 def test_results_table_appends_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(common, "RESULTS_MD", tmp_path / "RESULTS.md")
     common.append_row("Runs", ["a", "b"], [1, 2])
