@@ -13,15 +13,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from scanner.policy_dns import PolicyAnswer, PolicyResolver
 from scanner.policy_status import DaneClass, DaneStatus, TlsaStatus
 from scanner.status import DnsStatus
 from scanner.tls.certs import quiet_cryptography
+
+if TYPE_CHECKING:  # the resolver (and dnspython) only when the policy stage runs
+    from scanner.policy_dns import PolicyAnswer, PolicyResolver
 
 _KEY_BYTES = 10  # fingerprints of full digests: ~2^-80 per comparison, ~150 B per TLS host
 _USABLE_USAGES = (2, 3)

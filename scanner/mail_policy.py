@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from scanner.policy_dns import PolicyResolver
 from scanner.policy_status import RecordStatus
 from scanner.status import DnsStatus
+
+if TYPE_CHECKING:  # the resolver (and dnspython) only when the policy stage runs
+    from scanner.policy_dns import PolicyResolver
 
 _OK_EMPTY = (DnsStatus.OK, DnsStatus.NODATA, DnsStatus.NXDOMAIN)
 _SPF_MECHANISM = re.compile(

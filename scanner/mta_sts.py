@@ -13,10 +13,13 @@ import re
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from scanner.policy_dns import PolicyResolver
 from scanner.policy_status import RecordStatus, StsFetchStatus, StsMode
 from scanner.status import DnsStatus
+
+if TYPE_CHECKING:  # the resolver (and dnspython) only when the policy stage runs
+    from scanner.policy_dns import PolicyResolver
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
 MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3 suggests 64 KB

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from publicsuffixlist import PublicSuffixList
 
@@ -23,7 +23,6 @@ from scanner.config import ScanConfig
 from scanner.deep import DeepProber, with_deep
 from scanner.dns import MailResolver
 from scanner.inputs import InputStats, read_domains
-from scanner.policy_checks import PolicyChecker
 from scanner.policy_rollup import DomainPolicyFacts, policies_not_queried
 from scanner.probe import HostAnalyser
 from scanner.probe_table import ProbeTable
@@ -43,6 +42,9 @@ from scanner.status import InputStatus
 from scanner.tls.context import make_probe_context
 from scanner.tls.verify import ChainVerifier
 from scanner.vantage import VantageWatch
+
+if TYPE_CHECKING:  # imported when the policy stage runs: --no-policies never loads dnspython
+    from scanner.policy_checks import PolicyChecker
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,12 @@ class Scan:
                                flush_seconds=cfg.limits.flush_seconds, resume=cfg.resume)
         manifest = ScanManifest.start(cfg, writer)
         resolver = MailResolver(cfg.resolvers, cfg.timeouts, cfg.limits)
-        self._policies = policies = PolicyChecker(cfg) if cfg.policies else None
+        policies = None
+        if cfg.policies:
+            from scanner.policy_checks import PolicyChecker
+
+            policies = PolicyChecker(cfg)
+        self._policies = policies
         tls = make_probe_context()
         # certificates are judged at the scan's start time, the original one on resume
         verifier = ChainVerifier(cfg.trust.extra_anchors, cfg.trust.use_mozilla,
