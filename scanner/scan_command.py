@@ -25,7 +25,6 @@ class TqdmProgress:
     """
 
     def __init__(self, total: int | None, enabled: bool) -> None:
-        self._enabled = enabled
         self.classes: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self._domains: Any = None

@@ -143,3 +143,15 @@ def test_demo_equals_the_lab_truth(tmp_path: Path, fake_internet: Any,
     assert fetched, "the demo fetched no MTA-STS policy"
     diff = differences(scan, fake_internet.truth_domains(), "domain", TRUTH_DOMAIN_COLUMNS)
     assert not diff, "\n".join(diff[:40])
+
+
+def test_progress_bars_count_domains_and_probes(fake_internet: Any, tmp_path: Path) -> None:
+    domains = tmp_path / "some.txt"
+    lines = (fake_internet.directory / "domains.txt").read_text().splitlines()[:12]
+    domains.write_text("\n".join(lines) + "\n")
+    flags = [f for f in FAST if f != "--no-progress"]
+    proc = _run("scan", str(domains), "-o", str(tmp_path / "out"), "--lab",
+                str(fake_internet.directory), *flags)
+    assert proc.returncode == 0, proc.stderr
+    assert "12/12" in proc.stderr and "dom" in proc.stderr  # the domains bar, to its total
+    assert "probes" in proc.stderr and "host" in proc.stderr
