@@ -44,8 +44,9 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e '.[test,bench]'
 	$(PY) benchmarks/survey.py --domains 345000
-	$(PY) benchmarks/floor.py --domains 345000
+	$(PY) benchmarks/floor.py --domains 345000 --rounds 3
 	$(PY) benchmarks/peers.py
+	$(PY) benchmarks/peers.py --only openssl --rounds 3
 
 clean:
 	rm -rf $(VENV) results/demo results/lab
