@@ -10,10 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
@@ -202,3 +205,9 @@ def python_version() -> str:
 def as_dict(run: ChildRun) -> dict[str, Any]:
     """A ChildRun as JSON-ready numbers (rounded)."""
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(run).items()}
+
+
+def median_run(runs: Sequence[T], key: Callable[[T], float]) -> T:
+    """The run in the middle by `key` (the lower middle one of an even count): a whole run,
+    so that its figures stay those of one process."""
+    return sorted(runs, key=key)[(len(runs) - 1) // 2]

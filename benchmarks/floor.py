@@ -42,6 +42,7 @@ from common import (  # noqa: E402
     commit,
     emit,
     machine,
+    median_run,
     run_measured,
     scanner_env,
     today,
@@ -512,10 +513,11 @@ def _floor_and_scanner(lab_dir: Path, args: argparse.Namespace) -> dict[str, Any
     rounds = [_one_round(lab_dir, args) for _ in range(args.rounds)]
     if len(rounds) == 1:
         return rounds[0]
-    result = _median_run(rounds)
+    middle = median_run(rounds, _cpu)
+    result = dict(middle)
     for key in _RUNS:
         if key in rounds[0]:
-            result[key] = _median_run([r[key] for r in rounds])
+            result[key] = median_run([r[key] for r in rounds], _cpu)
     for ratio, _, _ in _RATIOS:
         if ratio in rounds[0]:
             result[ratio] = round(statistics.median(r[ratio] for r in rounds), 2)
@@ -530,10 +532,8 @@ def _round_summary(r: dict[str, Any]) -> dict[str, float]:
     return runs | {ratio: r[ratio] for ratio, _, _ in _RATIOS if ratio in r}
 
 
-def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median CPU per probe (the lower middle one of an even count)."""
-    ordered = sorted(runs, key=lambda r: r["cpu_ms_per_probe"])
-    return dict(ordered[(len(ordered) - 1) // 2])
+def _cpu(run: dict[str, Any]) -> float:
+    return float(run["cpu_ms_per_probe"])
 
 
 def _one_round(lab_dir: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from common import (  # noqa: E402
     commit,
     emit,
     machine,
+    median_run,
     run_measured,
     scanner_env,
     today,
@@ -184,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                     cmds[name](round_no), log=args.work / f"{slug}.log",
                     env=scanner_env(), timeout=args.budget))
         for name, n_hosts in chosen.items():
-            ordered = sorted(runs[name], key=lambda r: r.cpu_s)
-            run = ordered[(len(ordered) - 1) // 2]
+            run = median_run(runs[name], lambda r: r.cpu_s)
             scale = len(ips) / n_hosts
             status = "ok" if run.returncode == 0 else f"exit {run.returncode}"
             if any(r.timed_out for r in runs[name]):

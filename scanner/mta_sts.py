@@ -115,8 +115,8 @@ class StsFetcher:
         self._resolver = resolver
         # bounded apart from the SMTP conversations: descriptors are reserved for it at start-up
         self._slots = asyncio.Semaphore(max_in_flight)
-        # built at the first fetch: loading Mozilla's roots is 45 ms, and most scans of a few
-        # domains never fetch (the anchors were checked at start-up by the chain verifier)
+        # built at the first fetch: loading Mozilla's roots takes tens of ms, and most scans of
+        # a few domains never fetch (the anchors were checked at start-up by the chain verifier)
         self._anchors, self._use_mozilla = list(anchors), use_mozilla
         self._context_built: ssl.SSLContext | None = None
         self._port = port

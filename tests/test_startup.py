@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 _CHILD = """
 import json, os, sys
 import scanner.cli, scanner.scan_command, numpy
@@ -18,7 +20,9 @@ print(json.dumps({"threads": names, "tqdm": "tqdm" in sys.modules,
 """
 
 
-def _child() -> dict[str, object]:
+@pytest.fixture(scope="module")
+def started() -> dict[str, object]:
+    """What a fresh interpreter holds once the scan path is imported (no BLAS settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS", "OMP_"))}
     out = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True,
                          env=env, check=True, timeout=60)
@@ -26,19 +30,21 @@ def _child() -> dict[str, object]:
     return result
 
 
-def test_importing_the_scanner_starts_no_spinning_worker_threads() -> None:
+def test_importing_the_scanner_starts_no_spinning_worker_threads(
+        started: dict[str, object]) -> None:
     # numpy's OpenBLAS would start a worker per extra core, spinning while numpy loads
     # (0.1-0.2 s of CPU per start); pyarrow's jemalloc purger is the only helper allowed.
-    threads = _child()["threads"]
+    threads = started["threads"]
     assert isinstance(threads, list)
     assert len([t for t in threads if t != "jemalloc_bg_thd"]) == 1, threads  # the main one
 
 
-def test_no_progress_display_does_not_import_tqdm() -> None:
-    assert _child()["tqdm"] is False
+def test_no_progress_display_does_not_import_tqdm(started: dict[str, object]) -> None:
+    assert started["tqdm"] is False
 
 
-def test_the_scan_path_loads_dnspython_only_for_the_policy_stage() -> None:
-    # ~50 ms of every start; a --no-policies scan never needs it (the pipeline imports
-    # the policy checker when the stage runs)
-    assert _child()["dnspython"] is False
+def test_the_scan_path_loads_dnspython_only_for_the_policy_stage(
+        started: dict[str, object]) -> None:
+    # a --no-policies scan never needs it (the pipeline imports the policy checker when the
+    # stage runs)
+    assert started["dnspython"] is False
