@@ -22,7 +22,6 @@ from aiosmtplib.response import SMTPResponse
 from scanner.config import ScanConfig
 from scanner.ehlo_parse import (
     ehlo_extensions,
-    has_control_bytes,
     split_reply_lines,
     starttls_masked,
     starttls_offered,
@@ -31,6 +30,7 @@ from scanner.records import ProbeTarget, SmtpProbe, TlsFacts
 from scanner.smtp_status import (
     STARTTLS_FROM_REPLY,
     ReplyError,
+    checked_reply,
     connect_status_from,
     handshake_status_from,
     reply_error_from,
@@ -129,10 +129,7 @@ class SmtpProber:
             raise
         except Exception as exc:
             raise reply_error_from(exc) from exc
-        if has_control_bytes(reply.message):
-            raise ReplyError(ReplyStatus.PROTOCOL_ERROR, "control bytes in reply",
-                              reply.code, reply.message)
-        return reply
+        return checked_reply(reply)
 
     async def _converse(self, target: ProbeTarget, state: _Probe) -> None:
         cfg = self._config.timeouts

@@ -14,7 +14,9 @@ from aiosmtplib.errors import (
     SMTPResponseException,
     SMTPServerDisconnected,
 )
+from aiosmtplib.response import SMTPResponse
 
+from scanner.ehlo_parse import has_control_bytes
 from scanner.status import ConnectStatus, HandshakeStatus, ReplyStatus, StartTlsStatus
 
 
@@ -27,6 +29,22 @@ class ReplyError(Exception):
         self.status = status
         self.code = code
         self.text = text
+
+
+def checked_reply(reply: SMTPResponse) -> SMTPResponse:
+    """The reply, or ReplyError(PROTOCOL_ERROR) when no SMTP server could have meant it.
+
+    aiosmtplib reads the code with int(), so "-1" or "+12" pass as codes; a code must be three
+    digits (RFC 5321 §4.2). Control bytes in the text are refused too (they would end up in
+    the dataset's strings).
+    """
+    if not 0 <= reply.code <= 999:
+        raise ReplyError(ReplyStatus.PROTOCOL_ERROR, "reply code is not three digits", None,
+                         reply.message)
+    if has_control_bytes(reply.message):
+        raise ReplyError(ReplyStatus.PROTOCOL_ERROR, "control bytes in reply", reply.code,
+                         reply.message)
+    return reply
 
 
 def reply_status(code: int) -> ReplyStatus:
