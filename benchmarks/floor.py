@@ -359,7 +359,8 @@ def run_floor(lab_dir: Path, work: Path, concurrency: int = 2000, limit: int | N
     """
     log = work / "floor.log"
     log.unlink(missing_ok=True)
-    args = [sys.executable, str(ROOT / "benchmarks" / "floor.py"), "--client", "--lab",
+    # -m, not the script's path: a script is compiled at every start, a module is not
+    args = [sys.executable, "-m", "floor", "--client", "--lab",
             str(lab_dir), "--concurrency", str(concurrency), "--greeting", str(greeting_s),
             "--deadline", str(deadline_s), "--loop", loop]
     if limit:

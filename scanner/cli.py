@@ -165,13 +165,17 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from scanner.scan_command import run_scan_command
+    from scanner.gc_policy import paused_collector
 
-    config, notices = config_from_args(args)
-    for notice in notices:
-        print(f"scanner: {notice}", file=sys.stderr)
-    return run_scan_command(config, progress=not args.no_progress,
-                            argv=" ".join(shlex.quote(a) for a in sys.argv[1:]))
+    # imports and set-up make long-lived objects only: the scan's bulk_collector freezes them
+    with paused_collector():
+        from scanner.scan_command import run_scan_command
+
+        config, notices = config_from_args(args)
+        for notice in notices:
+            print(f"scanner: {notice}", file=sys.stderr)
+        return run_scan_command(config, progress=not args.no_progress,
+                                argv=" ".join(shlex.quote(a) for a in sys.argv[1:]))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

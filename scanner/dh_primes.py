@@ -81,9 +81,7 @@ def shared_primes() -> dict[int, str]:
     out: dict[int, str] = {}
     for name, (b, x) in _PI_GROUPS.items():
         out[(1 << b) - (1 << (b - 64)) - 1 + ((_pi_times_power_of_two(b - 130) + x) << 64)] = name
-    for name, (b, x) in _E_GROUPS.items():
-        out[(1 << b) - (1 << (b - 64)) + ((_e_times_power_of_two(b - 130) + x) << 64) - 1] = name
-    return out
+    return out | ffdhe_primes()
 
 
 def shared_group_name(prime: int) -> str | None:
@@ -93,8 +91,15 @@ def shared_group_name(prime: int) -> str | None:
 
 @functools.cache
 def ffdhe_primes() -> dict[int, str]:
-    """prime -> name of the RFC 7919 groups, the named FFDHE groups of TLS."""
-    return {p: name for p, name in shared_primes().items() if name in _E_GROUPS}
+    """prime -> name of the RFC 7919 groups, the named FFDHE groups of TLS.
+
+    Computed apart from the pi groups: the first DHE handshake of a scan needs only these,
+    ~2 ms of CPU where the pi series for all eight others take ~8 ms (2026-12-06).
+    """
+    out: dict[int, str] = {}
+    for name, (b, x) in _E_GROUPS.items():
+        out[(1 << b) - (1 << (b - 64)) + ((_e_times_power_of_two(b - 130) + x) << 64) - 1] = name
+    return out
 
 
 def ffdhe_group_name(prime: int) -> str | None:

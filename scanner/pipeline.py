@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from publicsuffixlist import PublicSuffixList
-
 from scanner.config import ScanConfig
 from scanner.deep import DeepProber, with_deep
 from scanner.dns import MailResolver
@@ -26,6 +24,7 @@ from scanner.inputs import InputStats, read_domains
 from scanner.policy_rollup import DomainPolicyFacts, policies_not_queried
 from scanner.probe import HostAnalyser
 from scanner.probe_table import ProbeTable
+from scanner.providers import public_suffix_list
 from scanner.records import (
     DomainInput,
     DomainMxRecord,
@@ -90,7 +89,7 @@ class Scan:
         self._names_in_flight: dict[str, list[str]] = {}
         self._provider_sems: dict[str, asyncio.Semaphore] = {}
         self._provider_users: dict[str, int] = {}
-        self._psl = PublicSuffixList()
+        self._psl = public_suffix_list()
         self._done_lines: set[int] = set()
         self.vantage = VantageWatch(settle_after=config.timeouts.per_address)
         self._tg: asyncio.TaskGroup | None = None

@@ -37,6 +37,22 @@ def test_shared_primes_include_the_standard_groups() -> None:
     assert ffdhe_group_name(OAKLEY2) is None
 
 
+def test_naming_a_negotiated_ffdhe_group_computes_no_pi_group(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from scanner import dh_primes
+
+    expected = dict(dh_primes.ffdhe_primes())
+
+    def no_pi(bits: int) -> int:
+        raise AssertionError("the pi groups were computed")
+
+    monkeypatch.setattr(dh_primes, "_pi_times_power_of_two", no_pi)
+    dh_primes.ffdhe_primes.cache_clear()
+    try:
+        assert dh_primes.ffdhe_primes() == expected and len(expected) == 5
+    finally:
+        dh_primes.ffdhe_primes.cache_clear()
+
+
 def test_the_lab_dh1024_prime_is_custom() -> None:
     der = base64.b64decode(b"".join(DH1024_PEM.splitlines()[1:-1]))
     # DHParameter ::= SEQUENCE { prime INTEGER, base INTEGER }: 30 81 xx 02 81 yy <prime> ...

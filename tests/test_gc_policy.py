@@ -11,6 +11,7 @@ from scanner.gc_policy import (
     SCAN_THRESHOLDS,
     bulk_collector,
     heap_trimmer,
+    paused_collector,
     release_freed_memory,
 )
 
@@ -46,6 +47,50 @@ def test_settings_restored_when_the_scan_raises() -> None:
         pass
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_start_up_runs_without_collections_and_the_scan_with_them() -> None:
+    assert gc.isenabled()
+    with paused_collector():
+        assert not gc.isenabled()
+        with bulk_collector():
+            assert gc.isenabled()
+            first = weakref.ref(_Node())
+            # more container allocations than the scan's gen0 threshold: a collection runs by
+            # itself, with the collector that start-up had switched off
+            nodes = [_Node() for _ in range(2 * SCAN_THRESHOLDS[0])]
+            del nodes
+            assert first() is None
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_paused_collector_comes_back_on_when_start_up_raises() -> None:
+    try:
+        with paused_collector():
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert gc.isenabled()
+
+
+def test_the_scan_command_sets_up_with_the_collector_paused(
+        monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import scanner.scan_command
+    from scanner.cli import main
+
+    seen: list[bool] = []
+
+    def fake_run(config: object, *, progress: bool, argv: str) -> int:
+        seen.append(gc.isenabled())
+        return 0
+
+    monkeypatch.setattr(scanner.scan_command, "run_scan_command", fake_run)
+    domains = tmp_path / "d.txt"
+    domains.write_text("example.no\n")
+    assert main(["scan", str(domains), "-o", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert seen == [False]
+    assert gc.isenabled()
 
 
 def _rss_mib() -> float:

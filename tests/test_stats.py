@@ -76,6 +76,19 @@ def test_providers_use_the_public_suffix_list() -> None:
     assert tld_of("example.no") == "no" and tld_of(None) == "(invalid)"
 
 
+def test_the_quick_public_suffix_list_has_the_librarys_rules() -> None:
+    from publicsuffixlist import PublicSuffixList
+
+    from scanner.providers import public_suffix_list
+
+    ours, theirs = public_suffix_list(), PublicSuffixList()
+    assert ours._publicsuffix == theirs._publicsuffix  # every rule, U-label and A-label forms
+    assert ours._maxlabel == theirs._maxlabel
+    # an IDN suffix in both forms: "公司.香港" is a public suffix under "香港" (hk)
+    for name in ("example.公司.香港", "example.xn--55qx5d.xn--j6w193g"):
+        assert ours.privatesuffix(name) == theirs.privatesuffix(name) == name
+
+
 def test_printable_neutralises_terminal_controls() -> None:
     assert printable("a\x1b[2Jb\r") == "a\\x1b[2Jb\\x0d"
     assert printable("x|y", markdown=True) == "x\\|y"
