@@ -171,9 +171,10 @@ def scanner_env() -> dict[str, str]:
 def compile_bytecode() -> None:
     """Write the .pyc files of the scanner and of these benchmarks, as an installed package has.
 
-    With PYTHONDONTWRITEBYTECODE set (it is on some machines), every measured start would
-    otherwise compile each module changed since its .pyc was last written: 22 of the scan's
-    modules, ~40 ms of CPU a start, on 2026-12-06. py_compile writes whatever that says.
+    `make install` compiles the package once; with PYTHONDONTWRITEBYTECODE set (it is on
+    some machines) every measured start would otherwise compile each module edited since:
+    22 of the scan's modules, ~40 ms of CPU a start, on 2026-12-06. py_compile writes
+    whatever that variable says.
     """
     import compileall
 

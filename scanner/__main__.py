@@ -1,5 +1,5 @@
-"""python -m scanner -> cli.main()."""
+"""python -m scanner -> cli.entry()."""
 
-from scanner.cli import main
+from scanner.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import contextlib
 import ipaddress
 import json
+import os
 import resource
 import shlex
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from scanner import event_loop
 from scanner.config import (
@@ -267,10 +270,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def entry(argv: Sequence[str] | None = None) -> NoReturn:
+    """The `scanner` command and `python -m scanner`: `main`, then exit.
+
+    After a scan, whose every file is closed and synced before it returns, the process ends
+    without tearing the interpreter down: freeing every module and a last full collection
+    over everything the scan left cost 30-55 ms of CPU on a small scan (2026-12-06) and grow
+    with the heap. Output is flushed and the atexit functions run first (logging's shutdown
+    among them); worker threads were joined when the event loop closed.
+    """
+    args = build_parser().parse_args(argv)
+    code = _dispatch(args)
+    if args.func is _cmd_scan:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe, a closed stream
+                stream.flush()
+        atexit._run_exitfuncs()
+        os._exit(code)
+    raise SystemExit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `scanner` and `python -m scanner`."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command line; the exit code (tests and embedding use this, `entry` the shell)."""
+    return _dispatch(build_parser().parse_args(argv))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         result: int = args.func(args)
         return result

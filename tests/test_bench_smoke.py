@@ -147,3 +147,22 @@ def test_peak_rss_is_the_childs_own_not_what_it_shared_with_its_parent(tmp_path:
                               log=tmp_path / "log")
     del parent
     assert 60 < run.max_rss_mib < 200, run.max_rss_mib
+
+
+def test_measured_children_start_from_current_bytecode() -> None:
+    import importlib.util
+
+    # a module edited since its .pyc was written (or never compiled): the measured process
+    # would compile it at every start, where PYTHONDONTWRITEBYTECODE is set
+    sources = [ROOT / "scanner" / "gc_policy.py", ROOT / "benchmarks" / "floor.py"]
+    for source in sources:
+        Path(importlib.util.cache_from_source(str(source))).unlink(missing_ok=True)
+    env = common.scanner_env()
+    assert str(ROOT / "benchmarks") in env["PYTHONPATH"].split(":")  # `-m floor` finds it
+    for source in sources:
+        pyc = Path(importlib.util.cache_from_source(str(source))).read_bytes()
+        # the header's source mtime and size (PEP 552, timestamp-based) are the file's own
+        stat = source.stat()
+        assert int.from_bytes(pyc[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF
+        assert int.from_bytes(pyc[12:16], "little") == stat.st_size & 0xFFFFFFFF
+

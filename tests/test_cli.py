@@ -61,6 +61,37 @@ def test_stats_formats_carry_the_same_numbers(cli_scan: Path, fmt: str) -> None:
         assert int(row["denominator"]) == stats["domains"]["mail_domains"]
 
 
+_ENTRY = """
+import atexit, os, sys
+class Teardown:
+    def __del__(self, write=os.write):
+        write(1, b"torn down\\n")
+keep = Teardown()
+atexit.register(print, "atexit ran")
+from scanner.cli import entry
+entry(sys.argv[1:])
+"""
+
+
+def test_a_scan_process_ends_without_interpreter_teardown(fake_internet: Any, tmp_path: Path
+                                                         ) -> None:
+    domains = tmp_path / "d.txt"
+    domains.write_text((fake_internet.directory / "domains.txt").read_text().split()[0] + "\n")
+    scan = [sys.executable, "-c", _ENTRY, "scan", str(domains), "-o", str(tmp_path / "out"),
+            "--lab", str(fake_internet.directory), *FAST]
+    proc = subprocess.run(scan, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # the summary (buffered: stdout is a pipe) and the atexit functions, but no module teardown
+    assert "scanned 1 domains" in proc.stdout and "atexit ran" in proc.stdout
+    assert "torn down" not in proc.stdout
+    assert (tmp_path / "out" / "manifest.json").exists()
+    again = subprocess.run(scan, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "exists" in again.stderr  # the scan's exit code survives
+    stats = subprocess.run([sys.executable, "-c", _ENTRY, "stats", str(tmp_path / "out")],
+                           capture_output=True, text=True, timeout=120)
+    assert stats.returncode == 0 and "torn down" in stats.stdout  # other commands tear down
+
+
 def test_missing_input_is_one_line_error(tmp_path: Path) -> None:
     proc = _run("scan", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "out"),
                 "--resolver", "127.0.0.1:9", "--no-progress")
