@@ -86,13 +86,15 @@ def mx_matches(mx_hostname: str, patterns: Sequence[str]) -> bool:
     return False
 
 
-def _https_context(anchors: Sequence[str], use_default: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context() if use_default else ssl.SSLContext(
-        ssl.PROTOCOL_TLS_CLIENT)
-    if use_default:
+def _https_context(anchors: Sequence[str], use_mozilla: bool) -> ssl.SSLContext:
+    """The scan's trust store, as the chain verifier has it: Mozilla's roots (certifi) when
+    asked for, and the extra anchors; not the system's store besides."""
+    if use_mozilla:
         import certifi
 
-        context.load_verify_locations(certifi.where())
+        context = ssl.create_default_context(cafile=certifi.where())
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     for anchor in anchors:
         context.load_verify_locations(anchor)
     context.check_hostname = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -129,6 +130,23 @@ async def test_untrusted_certificate_is_a_tls_error(fake_internet: Any) -> None:
                          port=fake_internet.lab.info["mta_sts_port"], timeout=3.0,
                          allow_address=lambda ip: True)
     assert (await fetcher.fetch(domain)).fetch_status is StsFetchStatus.TLS_ERROR
+
+
+def test_policy_fetches_trust_the_scans_store_and_nothing_else(fake_internet: Any) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from scanner.tls.verify import load_anchors
+
+    def fetch_roots(use_mozilla: bool) -> set[bytes]:
+        fetcher = StsFetcher(object(), [lab_ca], use_mozilla=use_mozilla)  # type: ignore[arg-type]
+        return set(fetcher._context().get_ca_certs(binary_form=True))
+
+    def scan_roots(use_mozilla: bool) -> set[bytes]:  # what SMTP chains are judged against
+        return {c.public_bytes(Encoding.DER) for c in load_anchors([Path(lab_ca)], use_mozilla)}
+
+    lab_ca = str(fake_internet.lab.info["ca_pem"])
+    assert fetch_roots(True) == scan_roots(True)  # not the system's store (more roots) besides
+    assert fetch_roots(False) == scan_roots(False) and len(scan_roots(False)) == 1
 
 
 def test_lab_truth_has_every_mode_and_delivery_verdict(fake_internet: Any) -> None:
