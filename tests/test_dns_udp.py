@@ -12,7 +12,7 @@ import dns.exception
 import dns.rdatatype
 import pytest
 
-from scanner.dns_udp import UdpStub
+from scanner.dns_udp import UdpStub, _parse
 
 TXT, A = dns.rdatatype.TXT, dns.rdatatype.A
 
@@ -116,3 +116,33 @@ async def test_query_ids_in_flight_are_distinct(silent_server: tuple[str, int]) 
             await task
     finally:
         stub.close()
+
+
+def test_a_reply_is_read_for_its_answers_and_header_only() -> None:
+    import dns.flags
+    import dns.message
+    import dns.rcode
+    import dns.rrset
+
+    query = dns.message.make_query("example.test", "TXT", use_edns=0, want_dnssec=True)
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.AD
+    response.answer.append(dns.rrset.from_text("example.test.", 300, "IN", "TXT",
+                                               '"v=spf1 -all"', '"other"'))
+    response.authority.append(dns.rrset.from_text("test.", 300, "IN", "NS", "ns.test."))
+    response.additional.append(dns.rrset.from_text("ns.test.", 300, "IN", "A", "127.0.0.9"))
+    wire = response.to_wire()
+    full = dns.message.from_wire(wire)
+    assert full.authority and full.additional and full.edns == 0  # what there was to skip
+    reply = _parse(wire)
+    assert reply is not None and reply.message is not None
+    assert reply.message.answer == full.answer
+    assert reply.message.resolve_chaining().answer == full.resolve_chaining().answer
+    assert reply.rcode == dns.rcode.NOERROR and reply.flags & dns.flags.AD
+    # the sections after the answers were not parsed: a broken one does not spoil the answer
+    assert not reply.message.authority and not reply.message.additional
+    broken = wire[:-4] + b"\xff\xff\xff\xff"
+    with pytest.raises(dns.exception.FormError):
+        dns.message.from_wire(broken)
+    assert _parse(broken).message.answer == full.answer  # type: ignore[union-attr]
+
