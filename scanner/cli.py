@@ -283,7 +283,7 @@ def entry(argv: Sequence[str] | None = None) -> NoReturn:
     code = _dispatch(args)
     if args.func is _cmd_scan:
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):  # a closed pipe, a closed stream
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # closed, or None
                 stream.flush()
         atexit._run_exitfuncs()
         os._exit(code)
