@@ -12,8 +12,8 @@ What a young collection walks is mostly what is alive in flight: the tasks, coro
 futures of the thousands of domains under way (~50,000 objects in the young generation at each
 collection of a 40,000-domain run). Every object that lives through one young collection has
 been walked for nothing, so young collections four times rarer (200,000) walk that in-flight
-set a quarter as often: 0.61-0.87 s of collections became 0.25 s on that run, with the same
-peak RSS (2026-12-06). Collections of the middle and oldest generations keep their cadence
+set a quarter as often: 0.6-1.2 s of collections became 0.14-0.25 s on that run, with the
+same peak RSS (2026-12-06). Collections of the middle and oldest generations keep their cadence
 (every ~1 and ~10 million net allocations).
 
 They must be: on Python 3.11 every asyncio socket transport is a reference cycle (it keeps a
@@ -70,7 +70,7 @@ def paused_collector() -> Iterator[None]:
 
     Start-up imports the libraries and builds the Public Suffix List: ~45,000 long-lived
     container objects and ~500 objects of garbage. With the default thresholds the collector
-    walked them again and again, 25-70 ms of CPU a start (2026-12-06); `bulk_collector` then
+    walked them again and again, ~30 ms of CPU a start (2026-12-06); `bulk_collector` then
     freezes them all.
     """
     was_enabled = gc.isenabled()
