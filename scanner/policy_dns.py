@@ -90,7 +90,7 @@ class PolicyResolver:
         for at in range(0, len(wanted), self._in_flight):
             batch = wanted[at:at + self._in_flight]
             replies = await self._ask(batch)
-            answers += [_answer(r, rdtype) for r, (_, rdtype) in zip(replies, batch, strict=True)]
+            answers += [_answer(r) for r in replies]
         return answers
 
     async def _ask(self, batch: Sequence[tuple[str, int]]
@@ -132,26 +132,19 @@ class PolicyResolver:
         return (a.status if a.status is not DnsStatus.NODATA else aaaa.status), ()
 
 
-def _answer(reply: StubReply | dns.exception.DNSException, wanted: int) -> PolicyAnswer:
-    """One reply (or why there is none) as a status and the records of the wanted type."""
+def _answer(reply: StubReply | dns.exception.DNSException) -> PolicyAnswer:
+    """One reply (or why there is none) as a status and the records of the asked type."""
     if isinstance(reply, dns.exception.Timeout):
         return PolicyAnswer(DnsStatus.TIMEOUT, detail=str(reply))
     if isinstance(reply, dns.exception.DNSException):
         return PolicyAnswer(DnsStatus.ERROR, detail=f"{type(reply).__name__}: {reply}")
     rcode = reply.rcode
-    try:
-        chain = reply.message.resolve_chaining() \
-            if rcode == dns.rcode.NOERROR and reply.message is not None else None
-    except dns.exception.DNSException as exc:  # a CNAME loop or chain too long
-        return PolicyAnswer(DnsStatus.ERROR, detail=f"{type(exc).__name__}: {exc}")
     if rcode == dns.rcode.NXDOMAIN:
         return PolicyAnswer(DnsStatus.NXDOMAIN)
     if rcode != dns.rcode.NOERROR:  # SERVFAIL, REFUSED...
         answered = dns.rcode.to_text(dns.rcode.Rcode(rcode))
         return PolicyAnswer(DnsStatus.SERVFAIL, detail=f"the server answered {answered}")
     ad = bool(reply.flags & _AD)
-    records = tuple(chain.answer) if chain is not None and chain.answer is not None and \
-        chain.answer.rdtype == wanted else ()
-    if not records:
+    if not reply.records:
         return PolicyAnswer(DnsStatus.NODATA, authenticated=ad)
-    return PolicyAnswer(DnsStatus.OK, records, ad)
+    return PolicyAnswer(DnsStatus.OK, reply.records, ad)
