@@ -69,13 +69,16 @@ class ChildRun:
 
 
 def run_measured(args: list[str], *, log: Path, env: dict[str, str] | None = None,
-                 timeout: float | None = None) -> ChildRun:
-    """Run `args` to completion: its own CPU (os.wait4) and memory (/proc), not other children's."""
+                 timeout: float | None = None, cwd: Path = ROOT) -> ChildRun:
+    """Run `args` to completion: its own CPU (os.wait4) and memory (/proc), not other children's.
+
+    `cwd` is also where `python -m` looks first for the module it runs.
+    """
     t0 = time.monotonic()
     with open(log, "ab") as out:
         # its own process group, so a timeout stops the whole pipeline (sh, xargs, openssl...)
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                env=env, cwd=ROOT, start_new_session=True)
+                                env=env, cwd=cwd, start_new_session=True)
     deadline = None if timeout is None else t0 + timeout
     timed_out = False
     samples: list[tuple[float, float]] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -166,3 +168,44 @@ def test_measured_children_start_from_current_bytecode() -> None:
         assert int.from_bytes(pyc[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF
         assert int.from_bytes(pyc[12:16], "little") == stat.st_size & 0xFFFFFFFF
 
+
+
+def test_ab_sides_import_their_own_trees(tmp_path: Path) -> None:
+    import ab
+
+    with ab.side_tree("HEAD", tmp_path) as (sha, tree):
+        assert sha == common.commit()[:len(sha)] and tree != ROOT
+        env = ab.side_env(tree)
+        assert ab.imported_scanner(tree, env) == (tree / "scanner").resolve()
+        # the pitfall the side's own directory avoids: started from the repository's root,
+        # the same environment imports the root's scanner, whatever PYTHONPATH says
+        assert ab.imported_scanner(ROOT, env) == (ROOT / "scanner").resolve()
+    assert not tree.exists()  # the worktree is gone, and git no longer lists it
+    assert str(tree) not in subprocess.run(["git", "-C", str(ROOT), "worktree", "list"],
+                                           capture_output=True, text=True, check=True).stdout
+
+
+def test_ab_alternates_two_sides_over_one_sample(small_lab, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import ab
+
+    monkeypatch.setattr(survey, "BENCH_TIMEOUTS", (
+        "--timeout-dns", "1", "--timeout-greeting", "1.5", "--deadline", "5"))
+    r = ab.run_pairs("HEAD", ".", small_lab.directory, tmp_path, pairs=2, sample=60,
+                     extra=("--no-policies",))
+    assert r["new"] == "." and r["old"] and r["domains"] == 60
+    assert len(r["old_cpu_s"]) == len(r["new_cpu_s"]) == len(r["ratios"]) == 2
+    assert all(c > 0 for c in r["old_cpu_s"] + r["new_cpu_s"])
+    # each pair's ratio is of its own two runs; the figure is their median
+    for o, n, ratio in zip(r["old_cpu_s"], r["new_cpu_s"], r["ratios"], strict=True):
+        assert abs(ratio - n / o) < 0.05
+    assert abs(r["median_ratio"] - statistics.median(r["ratios"])) <= 0.001
+    assert isinstance(r["same_classes"], bool)
+    row = ab.result_row(r)
+    assert len(row) == len(ab.AB_HEADER) and row[4] == "--no-policies"
+    sample = (tmp_path / "ab-domains.txt").read_text().split()
+    lab_domains = set((small_lab.directory / "domains.txt").read_text().split())
+    assert len(set(sample)) == 60 and set(sample) <= lab_domains
+    # the same seed gives the same sample
+    again = ab.sample_domains(small_lab.directory, 60, 1, tmp_path / "again.txt")
+    assert again.read_text().split() == sample
