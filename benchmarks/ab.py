@@ -178,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=4)
     p.add_argument("--work", type=Path, default=ROOT / "results" / "bench")
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    p.add_argument("scanner_args", nargs=argparse.REMAINDER,
-                   help="after --: more options for both sides' scans (e.g. --no-policies)")
-    args = p.parse_args(argv)
-    extra = [a for a in args.scanner_args if a != "--"]
+    p.epilog = "Options after -- go to both sides' scans (e.g. -- --no-policies)."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, extra = p.parse_args(argv[:cut]), argv[cut + 1:]
     sample = args.sample or None
     if args.lab is not None:
         result = run_pairs(args.old, args.new, args.lab, args.work, pairs=args.pairs,

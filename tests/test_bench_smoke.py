@@ -209,3 +209,23 @@ def test_ab_alternates_two_sides_over_one_sample(small_lab, tmp_path: Path,  # t
     # the same seed gives the same sample
     again = ab.sample_domains(small_lab.directory, 60, 1, tmp_path / "again.txt")
     assert again.read_text().split() == sample
+
+
+def test_ab_command_line_passes_what_follows_the_double_dash_to_the_scans(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import ab
+
+    seen: dict[str, object] = {}
+
+    def run_pairs(old: str, new: str, lab_dir: Path, work: Path, **kw: object) -> dict[str, object]:
+        seen.update(old=old, new=new, lab=lab_dir, work=work, **kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(ab, "run_pairs", run_pairs)
+    with pytest.raises(SystemExit):
+        ab.main(["abc123", "--lab", str(tmp_path), "--pairs", "3", "--work", str(tmp_path / "w"),
+                 "--sample", "0", "--", "--no-policies", "--concurrency", "50"])
+    assert seen["old"] == "abc123" and seen["new"] == ab.WORKING_TREE
+    assert seen["lab"] == tmp_path and seen["work"] == tmp_path / "w"
+    assert seen["pairs"] == 3 and seen["sample"] is None
+    assert seen["extra"] == ["--no-policies", "--concurrency", "50"]
