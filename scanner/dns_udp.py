@@ -298,7 +298,7 @@ def _chain_end(reply: bytes, question_length: int) -> tuple[dns.rdata.Rdata, ...
     the asked type and CNAMEs are parsed; the rest (the RRSIGs a DO query brings back) are
     skipped by their length. An owner that is a pointer to the question's name (RFC 1035
     §4.1.4), as almost every answer's is, is that name and is not parsed again; the question's
-    name itself is parsed only when another owner must be compared with it. 68 -> 20 us for a
+    name itself is parsed only when another owner must be compared with it. 68.9 -> 19.1 us for a
     TXT answer (2026-12-06). The authority and additional sections are never read: the policy
     checks need the answer and the header's rcode and AD bit.
     """
