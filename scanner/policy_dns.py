@@ -23,7 +23,8 @@ import dns.rdatatype
 import dns.resolver
 
 from scanner.config import Timeouts
-from scanner.dns_udp import StubReply, UdpStub
+from scanner.dns_reply import StubReply
+from scanner.dns_udp import UdpStub
 from scanner.status import DnsStatus
 
 log = logging.getLogger(__name__)
