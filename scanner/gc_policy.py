@@ -12,7 +12,7 @@ What a young collection walks is mostly what is alive in flight: the tasks, coro
 futures of the thousands of domains under way (~50,000 objects in the young generation at each
 collection of a 40,000-domain run). Every object that lives through one young collection has
 been walked for nothing, so young collections four times rarer (200,000) walk that in-flight
-set a quarter as often: 0.6-1.2 s of collections became 0.14-0.25 s on that run, with the
+set a quarter as often: 0.85-1.21 s of collections became 0.14-0.22 s on that run, with the
 same peak RSS (2026-12-06). Collections of the middle and oldest generations keep their cadence
 (every ~1 and ~10 million net allocations).
 
@@ -70,8 +70,9 @@ def paused_collector() -> Iterator[None]:
 
     Start-up imports the libraries and builds the Public Suffix List: ~45,000 long-lived
     container objects and ~500 objects of garbage. With the default thresholds the collector
-    walked them again and again, ~30 ms of CPU a start (2026-12-06); `bulk_collector` then
-    freezes them all.
+    walked them again and again: with those collections and the full one `bulk_collector`
+    used to run before freezing, start-up took 235-267 ms of CPU, without them 209-223 ms
+    (2026-12-06). `bulk_collector` then freezes them all.
     """
     was_enabled = gc.isenabled()
     gc.disable()
