@@ -169,7 +169,6 @@ def test_measured_children_start_from_current_bytecode() -> None:
         assert int.from_bytes(pyc[12:16], "little") == stat.st_size & 0xFFFFFFFF
 
 
-
 def test_ab_sides_import_their_own_trees(tmp_path: Path) -> None:
     import ab
 
