@@ -42,6 +42,7 @@ import pycares
 
 from scanner.config import ConfigError, Limits, Timeouts
 from scanner.dns_errors import ares_code, error_detail
+from scanner.slot_gate import SlotGate
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class DnsChannel:
         self._budget_s = min(timeouts.dns_query, _MAX_TRY_S) * timeouts.dns_tries
         # A safety net only: c-ares always calls back, after at most timeout x (2^tries - 1).
         self._deadline_s = timeouts.dns_query * (2 ** timeouts.dns_tries) + 1.0
-        self._slots = asyncio.Semaphore(limits.dns_in_flight)
+        self._slots = SlotGate(limits.dns_in_flight)
         self._retry_slots = asyncio.Semaphore(RETRY_CHANNELS)
         self._main = self._resolver(self._servers, timeouts.dns_query, timeouts.dns_tries)
         self.stats = ChannelStats()
@@ -124,7 +125,8 @@ class DnsChannel:
 
     async def query(self, name: str, qtype: str) -> pycares.DNSResult:
         """One query; raises aiodns.error.DNSError (or TimeoutError from the safety net)."""
-        async with self._slots:
+        await self._slots.take()
+        try:
             started = time.monotonic()
             try:
                 return await self._ask(self._main, name, qtype)
@@ -135,6 +137,8 @@ class DnsChannel:
                     raise
             self.stats.early_timeouts += 1
             return await self._ask_fresh(name, qtype)
+        finally:
+            self._slots.give()
 
     async def _ask(self, resolver: aiodns.DNSResolver, name: str,
                    qtype: str) -> pycares.DNSResult:

@@ -8,7 +8,6 @@ the same host (e.g. unbound on 127.0.0.1) for real scans.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ import dns.resolver
 from scanner.config import Timeouts
 from scanner.dns_reply import StubReply
 from scanner.dns_udp import UdpStub
+from scanner.slot_gate import SlotGate
 from scanner.status import DnsStatus
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,7 @@ class PolicyResolver:
         self._resolver.flags = dns.flags.RD | dns.flags.AD
         self._resolver.cache = None
         self._in_flight = in_flight
-        self._sem = asyncio.Semaphore(in_flight)
-        self._taking = asyncio.Lock()
-        self._busy = 0
+        self._slots = SlotGate(in_flight)
         self.in_flight_peak = 0  # most queries in flight at once (tests, the integrator)
         # queries go through a lean shared-socket stub: dnspython's resolver costs ~1 ms each
         servers = [(ns.address, ns.port) if isinstance(ns, dns.nameserver.Do53Nameserver)
@@ -98,17 +96,12 @@ class PolicyResolver:
                    ) -> list[StubReply | dns.exception.DNSException]:
         # a batch takes all its slots at once: batches each holding some slots and waiting for
         # more would deadlock
-        async with self._taking:
-            for _ in batch:
-                await self._sem.acquire()
-        self._busy += len(batch)
-        self.in_flight_peak = max(self.in_flight_peak, self._busy)
+        await self._slots.take(len(batch))
+        self.in_flight_peak = max(self.in_flight_peak, self._slots.taken)
         try:
             return await self._stub.query_many(batch)
         finally:
-            self._busy -= len(batch)
-            for _ in batch:
-                self._sem.release()
+            self._slots.give(len(batch))
 
     def close(self) -> None:
         """Release the stub's sockets (also released when the resolver is collected)."""
