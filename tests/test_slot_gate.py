@@ -86,6 +86,22 @@ async def test_a_waiter_cancelled_once_served_hands_its_slots_on() -> None:
     assert gate.taken == 1
 
 
+async def test_one_give_serves_every_waiter_that_fits_without_a_loop_turn() -> None:
+    # asyncio's Lock woke one waiter per event-loop iteration: a national survey's policy
+    # lookups went out one domain per iteration. A give serves all that fit at once.
+    gate = SlotGate(8)
+    await gate.take(8)
+    waiters = [asyncio.create_task(gate.take(4)) for _ in range(4)]
+    await _settle()
+    gate.give(8)
+    assert gate.taken == 8  # two batches of four served within the call, none run yet
+    await _settle()
+    assert [w.done() for w in waiters] == [True, True, False, False]
+    gate.give(8)
+    await asyncio.gather(*waiters)
+    assert gate.taken == 8
+
+
 @pytest.mark.parametrize("n", [0, 4])
 async def test_a_request_it_can_never_serve_is_refused(n: int) -> None:
     with pytest.raises(ValueError, match=f"cannot take {n} of 3"):
