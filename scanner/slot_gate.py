@@ -51,7 +51,8 @@ class SlotGate:
             if fut.done() and not fut.cancelled():
                 self.give(n)  # served just as it was cancelled: hand the slots on
             else:
-                self._waiting.remove(entry)
+                if entry in self._waiting:  # a give since may have dropped it already
+                    self._waiting.remove(entry)
                 self._serve()  # it may have been first in line, holding up the others
             raise
 
@@ -62,7 +63,13 @@ class SlotGate:
 
     def _serve(self) -> None:
         waiting = self._waiting
-        while waiting and waiting[0][0] <= self._free:
-            n, fut = waiting.popleft()
+        while waiting:
+            n, fut = waiting[0]
+            if fut.cancelled():  # its taker is on its way out and takes nothing
+                waiting.popleft()
+                continue
+            if n > self._free:
+                return
+            waiting.popleft()
             self._free -= n
             fut.set_result(None)

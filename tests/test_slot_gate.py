@@ -102,6 +102,19 @@ async def test_one_give_serves_every_waiter_that_fits_without_a_loop_turn() -> N
     assert gate.taken == 8
 
 
+async def test_a_give_between_a_cancellation_and_its_cleanup_skips_that_waiter() -> None:
+    gate = SlotGate(2)
+    await gate.take(2)
+    gone = asyncio.create_task(gate.take(2))
+    stays = asyncio.create_task(gate.take(1))
+    await _settle()
+    gone.cancel()  # its future is cancelled now; its own cleanup runs only when it is resumed
+    gate.give(2)  # must pass over it, not hand it the slots
+    assert gate.taken == 1
+    await _settle()
+    assert gone.cancelled() and stays.done() and gate.taken == 1
+
+
 @pytest.mark.parametrize("n", [0, 4])
 async def test_a_request_it_can_never_serve_is_refused(n: int) -> None:
     with pytest.raises(ValueError, match=f"cannot take {n} of 3"):
