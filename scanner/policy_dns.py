@@ -70,7 +70,6 @@ class PolicyResolver:
         self._resolver.use_edns(0, dns.flags.DO, 1232)
         self._resolver.flags = dns.flags.RD | dns.flags.AD
         self._resolver.cache = None
-        self._in_flight = in_flight
         self._slots = SlotGate(in_flight)
         self.in_flight_peak = 0  # most queries in flight at once (tests, the integrator)
         # queries go through a lean shared-socket stub: dnspython's resolver costs ~1 ms each
@@ -86,8 +85,9 @@ class PolicyResolver:
         """Several lookups sent together, each counted against the in-flight limit."""
         wanted = [(name, _rdtype(rdtype)) for name, rdtype in queries]
         answers: list[PolicyAnswer] = []
-        for at in range(0, len(wanted), self._in_flight):
-            batch = wanted[at:at + self._in_flight]
+        most = self._slots.size  # a batch may take every slot, never more
+        for at in range(0, len(wanted), most):
+            batch = wanted[at:at + most]
             replies = await self._ask(batch)
             answers += [_answer(r) for r in replies]
         return answers
