@@ -37,6 +37,7 @@ from scanner.rollup import rollup_domain, rollup_excluded, rollup_invalid
 from scanner.sink.manifest import ScanManifest
 from scanner.sink.parquet import DatasetWriter
 from scanner.sink.summary import HostSummary
+from scanner.slot_gate import SlotGate
 from scanner.status import InputStatus
 from scanner.tls.context import make_probe_context
 from scanner.tls.verify import ChainVerifier
@@ -128,13 +129,13 @@ class Scan:
             analyser.remember_written(state.certificates)
             self.counts.probes_resumed = len(state.hosts)
         probe_sem = asyncio.Semaphore(cfg.limits.max_in_flight)
-        domain_sem = asyncio.Semaphore(cfg.limits.domains_in_flight)
+        domain_sem = SlotGate(cfg.limits.domains_in_flight)
         state_name = "interrupted"
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 for item in self._inputs():
-                    await domain_sem.acquire()
+                    await domain_sem.take()
                     tg.create_task(self._domain(item, resolver, analyser, writer, probe_sem,
                                                 domain_sem))
             state_name = "finished"
@@ -173,7 +174,7 @@ class Scan:
 
     async def _domain(self, item: DomainInput, resolver: MailResolver, analyser: HostAnalyser,
                       writer: DatasetWriter, probe_sem: asyncio.Semaphore,
-                      domain_sem: asyncio.Semaphore) -> None:
+                      domain_sem: SlotGate) -> None:
         try:
             if item.status is not InputStatus.OK or item.domain is None:
                 self._finish_domain(writer, rollup_invalid(item), ())
@@ -209,7 +210,7 @@ class Scan:
                 record, edges = policies.finish(record, edges, domain_facts, tlsa, summaries)
             self._finish_domain(writer, record, edges)
         finally:
-            domain_sem.release()
+            domain_sem.give()
 
     def _finish_domain(self, writer: DatasetWriter, record: DomainRecord,
                        edges: tuple[DomainMxRecord, ...]) -> None:
