@@ -21,7 +21,7 @@ from scanner.config import ScanConfig
 from scanner.deep import DeepProber, with_deep
 from scanner.dns import MailResolver
 from scanner.inputs import InputStats, read_domains
-from scanner.policy_rollup import DomainPolicyFacts, policies_not_queried
+from scanner.policy_rollup import policies_not_queried
 from scanner.probe import HostAnalyser
 from scanner.probe_table import ProbeTable
 from scanner.providers import public_suffix_list
@@ -184,26 +184,23 @@ class Scan:
                 return
             started = self.vantage.begin_lookup()
             policies = self._policies  # None with --no-policies: MX, SMTP and TLS only
-            assert self._tg is not None
-            facts: asyncio.Task[DomainPolicyFacts] | None = None
-            policy_started = 0.0
-            if policies is not None:
-                policy_started = self.vantage.begin_policies()
-                # TXT lookups and the MTA-STS fetch run alongside the MX lookup and the probes
-                facts = self._tg.create_task(policies.domain_facts(item.domain))
             mail = await resolver.resolve_mail_hosts(item.domain)
             await self.vantage.admit_dns(mail, started)  # held while a DNS outage is suspected
-            # the new addresses' probes start here and run while the TLSA lookups are awaited
+            # The new addresses' probes start here and run while the policy lookups (TLSA, then
+            # the TXT records and the MTA-STS fetch) are awaited, in this task: one more task a
+            # domain, to ask the TXT records beside the MX lookup, cost more CPU than the one
+            # DNS round trip it saved a domain held nothing back (benchmarks/RESULTS.md).
             waits, ready = self._start_probes(mail, analyser, writer, probe_sem)
-            if policies is None or facts is None:
+            if policies is None:
                 summaries = await self._summaries(waits, ready)
                 record, edges = policies_not_queried(
                     *rollup_domain(item, mail, self.config.port, summaries))
             else:
+                policy_started = self.vantage.begin_policies()
                 tlsa = await policies.tlsa_for(mail)
+                domain_facts = await policies.domain_facts(item.domain)
                 summaries = await self._summaries(waits, ready)
                 record, edges = rollup_domain(item, mail, self.config.port, summaries)
-                domain_facts = await facts
                 # the policy lookups share the resolver: held too while an outage is suspected
                 await self.vantage.admit_policies(item.domain, domain_facts, tlsa,
                                                   policy_started)
