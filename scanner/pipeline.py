@@ -187,9 +187,9 @@ class Scan:
             mail = await resolver.resolve_mail_hosts(item.domain)
             await self.vantage.admit_dns(mail, started)  # held while a DNS outage is suspected
             # The new addresses' probes start here and run while the policy lookups (TLSA, then
-            # the TXT records and the MTA-STS fetch) are awaited, in this task: one more task a
-            # domain, to ask the TXT records beside the MX lookup, cost more CPU than the one
-            # DNS round trip it saved a domain held nothing back (benchmarks/RESULTS.md).
+            # the TXT records and the MTA-STS fetch) are awaited in this task. A task of their
+            # own, to ask the TXT records beside the MX lookup, saved each domain one DNS round
+            # trip of residency and cost 6 % of a survey's CPU (benchmarks/RESULTS.md, 5d22a74).
             waits, ready = self._start_probes(mail, analyser, writer, probe_sem)
             if policies is None:
                 summaries = await self._summaries(waits, ready)

@@ -1,8 +1,9 @@
 """The policy stage of a scan: per-domain TXT/MTA-STS lookups, per-MX-host TLSA lookups, and
 per-address chain keys, joined onto each domain's row and edges by `policy_rollup`.
 
-One instance per scan, created inside the event loop. TXT lookups and the MTA-STS fetch run
-alongside the MX lookup; TLSA lookups run once per MX host name (cached) alongside the probes.
+One instance per scan, created inside the event loop. After a domain's MX lookup, while its
+new addresses are probed, come its TLSA lookups (once per MX host name, cached), then its TXT
+lookups and, for a valid `_mta-sts` record, the MTA-STS fetch.
 """
 
 from __future__ import annotations
