@@ -184,6 +184,9 @@ class Scan:
                 return
             started = self.vantage.begin_lookup()
             policies = self._policies  # None with --no-policies: MX, SMTP and TLS only
+            # counted in flight from here: while a DNS outage holds domains at their MX lookup,
+            # their policy lookups are still to come, so held policy timeouts stay held
+            policy_started = self.vantage.begin_policies() if policies is not None else 0.0
             mail = await resolver.resolve_mail_hosts(item.domain)
             await self.vantage.admit_dns(mail, started)  # held while a DNS outage is suspected
             # The new addresses' probes start here and run while the policy lookups (TLSA, then
@@ -196,7 +199,6 @@ class Scan:
                 record, edges = policies_not_queried(
                     *rollup_domain(item, mail, self.config.port, summaries))
             else:
-                policy_started = self.vantage.begin_policies()
                 tlsa = await policies.tlsa_for(mail)
                 domain_facts = await policies.domain_facts(item.domain)
                 summaries = await self._summaries(waits, ready)
