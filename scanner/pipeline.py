@@ -191,8 +191,9 @@ class Scan:
             await self.vantage.admit_dns(mail, started)  # held while a DNS outage is suspected
             # The new addresses' probes start here and run while the policy lookups (TLSA, then
             # the TXT records and the MTA-STS fetch) are awaited in this task. A task of their
-            # own, to ask the TXT records beside the MX lookup, saved each domain one DNS round
-            # trip of residency and cost 6 % of a survey's CPU (benchmarks/RESULTS.md, 5d22a74).
+            # own, to ask the TXT records beside the MX lookup, saved a domain one DNS round trip
+            # and cost 6 % of the CPU of a 40,000-domain survey sample (A/B of 5d22a74 in
+            # benchmarks/RESULTS.md).
             waits, ready = self._start_probes(mail, analyser, writer, probe_sem)
             if policies is None:
                 summaries = await self._summaries(waits, ready)
@@ -227,7 +228,8 @@ class Scan:
 
         Starts a probe of every address never seen before. Not a coroutine: the caller awaits
         its other lookups meanwhile without a task of its own for this (`asyncio.gather`
-        made two tasks a domain, ~3 % of a survey's CPU in `_ensure_future` alone).
+        made two tasks a domain: `_ensure_future` alone was 3 % of py-spy's samples of a
+        40,000-domain survey sample).
         """
         waits: dict[str, asyncio.Future[HostSummary]] = {}
         ready: dict[str, HostSummary] = {}
