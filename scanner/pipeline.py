@@ -21,7 +21,7 @@ from scanner.config import ScanConfig
 from scanner.deep import DeepProber, with_deep
 from scanner.dns import MailResolver
 from scanner.inputs import InputStats, read_domains
-from scanner.policy_rollup import policies_not_queried
+from scanner.policy_rollup import POLICIES_NOT_QUERIED
 from scanner.probe import HostAnalyser
 from scanner.probe_table import ProbeTable
 from scanner.providers import public_suffix_list
@@ -197,17 +197,17 @@ class Scan:
             waits, ready = self._start_probes(mail, analyser, writer, probe_sem)
             if policies is None:
                 summaries = await self._summaries(waits, ready)
-                record, edges = policies_not_queried(
-                    *rollup_domain(item, mail, self.config.port, summaries))
+                record, edges = rollup_domain(item, mail, self.config.port, summaries,
+                                              POLICIES_NOT_QUERIED)
             else:
                 tlsa = await policies.tlsa_for(mail)
                 domain_facts = await policies.domain_facts(item.domain)
                 summaries = await self._summaries(waits, ready)
-                record, edges = rollup_domain(item, mail, self.config.port, summaries)
                 # the policy lookups share the resolver: held too while an outage is suspected
                 await self.vantage.admit_policies(item.domain, domain_facts, tlsa,
                                                   policy_started)
-                record, edges = policies.finish(record, edges, domain_facts, tlsa, summaries)
+                record, edges = rollup_domain(item, mail, self.config.port, summaries,
+                                              policies.columns(domain_facts, tlsa, summaries))
             self._finish_domain(writer, record, edges)
         finally:
             domain_sem.give()

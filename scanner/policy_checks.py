@@ -21,9 +21,9 @@ from scanner.lru import LruMemo
 from scanner.mail_policy import lookup_mail_policy
 from scanner.mta_sts import StsFetcher, StsResult
 from scanner.policy_dns import PolicyResolver
-from scanner.policy_rollup import DomainPolicyFacts, apply_policies
+from scanner.policy_rollup import AppliedPolicies, DomainPolicyFacts
 from scanner.policy_status import RecordStatus, StsFetchStatus
-from scanner.records import DomainMxRecord, DomainRecord, HostRecord, MailHosts
+from scanner.records import HostRecord, MailHosts
 from scanner.sink.summary import HostSummary
 from scanner.status import HandshakeStatus
 
@@ -103,13 +103,11 @@ class PolicyChecker:
                     found[ip] = keys
         return found
 
-    def finish(self, record: DomainRecord, edges: tuple[DomainMxRecord, ...],
-               facts: DomainPolicyFacts | None, tlsa: dict[str, TlsaLookup],
-               summaries: Mapping[str, HostSummary]
-               ) -> tuple[DomainRecord, tuple[DomainMxRecord, ...]]:
-        """The row and edges with the policy columns (DANE keys from the address summaries)."""
-        keys = {ip: s.dane_keys for ip, s in summaries.items()}
-        return apply_policies(record, edges, facts, tlsa, keys)
+    def columns(self, facts: DomainPolicyFacts | None, tlsa: dict[str, TlsaLookup],
+                summaries: Mapping[str, HostSummary]) -> AppliedPolicies:
+        """The policy columns of a domain's row and edges (DANE keys from the address
+        summaries), for `rollup_domain`."""
+        return AppliedPolicies(facts, tlsa, {ip: s.dane_keys for ip, s in summaries.items()})
 
     async def close(self) -> None:
         """Cancel TLSA lookups still in flight; release the resolver's sockets."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from scanner.policy_rollup import PolicyColumns
 from scanner.records import DomainInput, DomainMxRecord, DomainRecord, MailHosts
 from scanner.sink.summary import HostSummary
 from scanner.status import DnsStatus, HostOutcome, InputStatus, MxSource, StartTlsClass
@@ -22,7 +23,8 @@ def _share_class(part: int, whole: int) -> StartTlsClass:
 
 
 def _non_mail_record(item: DomainInput, status: str, cls: StartTlsClass,
-                     mail: MailHosts | None = None) -> DomainRecord:
+                     mail: MailHosts | None = None, policy: Mapping[str, object] | None = None
+                     ) -> DomainRecord:
     return DomainRecord(
         line_no=item.line_no, input=item.raw, source=item.source, domain=item.domain,
         domain_unicode=item.domain_unicode, status=status, reason=item.reason,
@@ -30,7 +32,8 @@ def _non_mail_record(item: DomainInput, status: str, cls: StartTlsClass,
         mx_hostnames=tuple(h.name for h in mail.hosts) if mail else (),
         n_mx_hosts=len(mail.hosts) if mail else 0, n_addresses=0, n_pairs=0, n_reachable=0,
         n_starttls=0, n_tls=0, n_strict=0, starttls_class=cls, strict_class=cls,
-        dns_ms=mail.dns_ms if mail else None, finished_at=datetime.now(UTC))
+        dns_ms=mail.dns_ms if mail else None, finished_at=datetime.now(UTC),
+        **(policy or {}))  # type: ignore[arg-type]
 
 
 def rollup_invalid(item: DomainInput) -> DomainRecord:
@@ -44,15 +47,16 @@ def rollup_excluded(item: DomainInput) -> DomainRecord:
 
 
 def rollup_domain(item: DomainInput, mail: MailHosts, port: int,
-                  summaries: Mapping[str, HostSummary]
+                  summaries: Mapping[str, HostSummary], policy: PolicyColumns
                   ) -> tuple[DomainRecord, tuple[DomainMxRecord, ...]]:
-    """Roll a resolved domain and the probe results of its addresses into its row and edges."""
+    """Roll a resolved domain and the probe results of its addresses into its row and edges,
+    with the policy columns `policy` gives them."""
     status = mail.status.value
     if mail.mx_source is MxSource.NULL:
-        return _non_mail_record(item, status, StartTlsClass.NULL_MX, mail), ()
+        return _non_mail_record(item, status, StartTlsClass.NULL_MX, mail, policy.domain(())), ()
     if mail.mx_source is MxSource.NONE:
         cls = StartTlsClass.NO_MX if mail.status is DnsStatus.NODATA else StartTlsClass.DNS_ERROR
-        return _non_mail_record(item, status, cls, mail), ()
+        return _non_mail_record(item, status, cls, mail, policy.domain(())), ()
 
     edges: list[DomainMxRecord] = []
     for host in mail.hosts:
@@ -61,21 +65,24 @@ def rollup_domain(item: DomainInput, mail: MailHosts, port: int,
                 domain=mail.domain, mx_hostname=host.name, preference=host.preference, ip=None,
                 port=None, mx_source=mail.mx_source, outcome=None, smtp_ok=False,
                 starttls_offered=False, tls_ok=False, chain_valid=None, name_match=None,
-                strict_ok=False, address_status=host.address_status))
+                strict_ok=False, address_status=host.address_status,
+                **policy.edge(host.name, None, False, None, False)))  # type: ignore[arg-type]
             continue
         for ip in host.addresses:
             s = summaries[ip]
             match = name_matches(s.leaf_names, host.name) if s.leaf_names else (
                 False if s.tls_ok else None)
+            strict_ok = bool(s.tls_ok and s.chain_valid and match)
             edges.append(DomainMxRecord(
                 domain=mail.domain, mx_hostname=host.name, preference=host.preference, ip=ip,
                 port=port, mx_source=mail.mx_source, outcome=s.outcome, smtp_ok=s.smtp_ok,
                 starttls_offered=bool(s.starttls_offered), tls_ok=s.tls_ok,
-                chain_valid=s.chain_valid, name_match=match,
-                strict_ok=bool(s.tls_ok and s.chain_valid and match),
-                address_status=host.address_status))
+                chain_valid=s.chain_valid, name_match=match, strict_ok=strict_ok,
+                address_status=host.address_status,
+                **policy.edge(host.name, ip, s.tls_ok, match, strict_ok)))  # type: ignore[arg-type]
 
-    with_address = [e for e in edges if e.ip is not None]
+    built = tuple(edges)
+    with_address = [e for e in built if e.ip is not None]
     answered = [e for e in with_address if e.smtp_ok]
     n_tls = sum(e.tls_ok for e in answered)
     n_strict = sum(e.strict_ok for e in answered)
@@ -96,5 +103,5 @@ def rollup_domain(item: DomainInput, mail: MailHosts, port: int,
         n_pairs=len(edges), n_reachable=len(answered),
         n_starttls=sum(e.starttls_offered for e in with_address), n_tls=n_tls,
         n_strict=n_strict, starttls_class=cls, strict_class=strict, dns_ms=mail.dns_ms,
-        finished_at=datetime.now(UTC))
-    return record, tuple(edges)
+        finished_at=datetime.now(UTC), **policy.domain(built))  # type: ignore[arg-type]
+    return record, built
