@@ -31,7 +31,8 @@ class PolicyColumns:
     them, so that each record is built once.
 
     Filling them in afterwards (`dataclasses.replace` of the row and of each edge) was ~3 % of
-    the CPU of a 40,000-domain survey sample (py-spy, 2026-12-06). This base class is a scan
+    the CPU of a 40,000-domain survey sample (py-spy; building once: 0.97x the CPU, A/B of
+    774485f in benchmarks/RESULTS.md). This base class is a scan
     without the policy stage (`--no-policies`): the TXT and TLSA statuses keep their
     `not_queried` defaults and the edges' DANE status says so too. A domain with MX pairs that
     answered SMTP has DANE class not_queried and strict_capable null (unknown, not false); one
