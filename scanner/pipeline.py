@@ -21,7 +21,7 @@ from scanner.config import ScanConfig
 from scanner.deep import DeepProber, with_deep
 from scanner.dns import MailResolver
 from scanner.inputs import InputStats, read_domains
-from scanner.policy_rollup import POLICIES_NOT_QUERIED
+from scanner.policy_rollup import POLICIES_NOT_QUERIED, AppliedPolicies
 from scanner.probe import HostAnalyser
 from scanner.probe_table import ProbeTable
 from scanner.providers import public_suffix_list
@@ -207,7 +207,7 @@ class Scan:
                 await self.vantage.admit_policies(item.domain, domain_facts, tlsa,
                                                   policy_started)
                 record, edges = rollup_domain(item, mail, self.config.port, summaries,
-                                              policies.columns(domain_facts, tlsa, summaries))
+                                              AppliedPolicies(domain_facts, tlsa))
             self._finish_domain(writer, record, edges)
         finally:
             domain_sem.give()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -21,10 +21,9 @@ from scanner.lru import LruMemo
 from scanner.mail_policy import lookup_mail_policy
 from scanner.mta_sts import StsFetcher, StsResult
 from scanner.policy_dns import PolicyResolver
-from scanner.policy_rollup import AppliedPolicies, DomainPolicyFacts
+from scanner.policy_rollup import DomainPolicyFacts
 from scanner.policy_status import RecordStatus, StsFetchStatus
 from scanner.records import HostRecord, MailHosts
-from scanner.sink.summary import HostSummary
 from scanner.status import HandshakeStatus
 
 log = logging.getLogger(__name__)
@@ -102,12 +101,6 @@ class PolicyChecker:
                 if keys is not None:
                     found[ip] = keys
         return found
-
-    def columns(self, facts: DomainPolicyFacts | None, tlsa: dict[str, TlsaLookup],
-                summaries: Mapping[str, HostSummary]) -> AppliedPolicies:
-        """The policy columns of a domain's row and edges (DANE keys from the address
-        summaries), for `rollup_domain`."""
-        return AppliedPolicies(facts, tlsa, {ip: s.dane_keys for ip, s in summaries.items()})
 
     async def close(self) -> None:
         """Cancel TLSA lookups still in flight; release the resolver's sockets."""

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from scanner.dane import ChainKeys, TlsaLookup, dane_class, dane_status
+from scanner.dane import TlsaLookup, dane_class, dane_status
 from scanner.mail_policy import MailPolicy
 from scanner.mta_sts import StsResult, mx_matches, sts_mode
 from scanner.policy_status import DaneClass, DaneStatus, StsFetchStatus, StsMode
 from scanner.records import DomainMxRecord
+from scanner.sink.summary import HostSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +40,10 @@ class PolicyColumns:
     without stays not_applicable and false, as it would with the lookups.
     """
 
-    def edge(self, mx_hostname: str, ip: str | None, tls_ok: bool, name_match: bool | None,
+    def edge(self, mx_hostname: str, summary: HostSummary | None, name_match: bool | None,
              strict_ok: bool) -> dict[str, object]:
-        """The policy columns of one (MX host, address) edge."""
+        """The policy columns of one (MX host, address) edge; `summary` is its address's, None
+        when the MX host has no address."""
         return {"dane_status": DaneStatus.NOT_QUERIED}
 
     def domain(self, edges: tuple[DomainMxRecord, ...]) -> dict[str, object]:
@@ -57,26 +59,25 @@ POLICIES_NOT_QUERIED = PolicyColumns()
 class AppliedPolicies(PolicyColumns):
     """The policy columns from what was looked up: DANE per edge, MTA-STS against the MX set.
 
-    `tlsa` is by MX host name; `keys` are the DANE keys of each probed address's chain.
+    `tlsa` is by MX host name; each address's DANE keys are in its summary.
     """
 
-    def __init__(self, facts: DomainPolicyFacts | None, tlsa: Mapping[str, TlsaLookup],
-                 keys: Mapping[str, ChainKeys | None]) -> None:
-        self._facts, self._tlsa, self._keys = facts, tlsa, keys
+    def __init__(self, facts: DomainPolicyFacts | None, tlsa: Mapping[str, TlsaLookup]) -> None:
+        self._facts, self._tlsa = facts, tlsa
         self._mode = sts_mode(facts.mail.mta_sts_txt_status, facts.sts) if facts else None
         self._policy = facts.sts.policy if facts else None
         self._judged = self._mode in (StsMode.ENFORCE, StsMode.TESTING) \
             and self._policy is not None
 
-    def edge(self, mx_hostname: str, ip: str | None, tls_ok: bool, name_match: bool | None,
+    def edge(self, mx_hostname: str, summary: HostSummary | None, name_match: bool | None,
              strict_ok: bool) -> dict[str, object]:
         columns: dict[str, object] = {}
         lookup = self._tlsa.get(mx_hostname)
         if lookup is not None:
             columns.update(tlsa_status=lookup.status,
                            tlsa_records=tuple(r.text() for r in lookup.records))
-            if ip is not None:
-                columns["dane_status"] = dane_status(lookup, self._keys.get(ip), tls_ok,
+            if summary is not None:
+                columns["dane_status"] = dane_status(lookup, summary.dane_keys, summary.tls_ok,
                                                      name_match)
         if self._judged and self._policy is not None:
             match = mx_matches(mx_hostname, self._policy.mx_patterns)

@@ -66,7 +66,7 @@ def rollup_domain(item: DomainInput, mail: MailHosts, port: int,
                 port=None, mx_source=mail.mx_source, outcome=None, smtp_ok=False,
                 starttls_offered=False, tls_ok=False, chain_valid=None, name_match=None,
                 strict_ok=False, address_status=host.address_status,
-                **policy.edge(host.name, None, False, None, False)))  # type: ignore[arg-type]
+                **policy.edge(host.name, None, None, False)))  # type: ignore[arg-type]
             continue
         for ip in host.addresses:
             s = summaries[ip]
@@ -79,7 +79,7 @@ def rollup_domain(item: DomainInput, mail: MailHosts, port: int,
                 starttls_offered=bool(s.starttls_offered), tls_ok=s.tls_ok,
                 chain_valid=s.chain_valid, name_match=match, strict_ok=strict_ok,
                 address_status=host.address_status,
-                **policy.edge(host.name, ip, s.tls_ok, match, strict_ok)))  # type: ignore[arg-type]
+                **policy.edge(host.name, s, match, strict_ok)))  # type: ignore[arg-type]
 
     built = tuple(edges)
     with_address = [e for e in built if e.ip is not None]
@@ -100,7 +100,7 @@ def rollup_domain(item: DomainInput, mail: MailHosts, port: int,
         domain_unicode=item.domain_unicode, status=status, reason=item.reason,
         mx_source=mail.mx_source, mx_hostnames=tuple(h.name for h in mail.hosts),
         n_mx_hosts=len(mail.hosts), n_addresses=len({e.ip for e in with_address}),
-        n_pairs=len(edges), n_reachable=len(answered),
+        n_pairs=len(built), n_reachable=len(answered),
         n_starttls=sum(e.starttls_offered for e in with_address), n_tls=n_tls,
         n_strict=n_strict, starttls_class=cls, strict_class=strict, dns_ms=mail.dns_ms,
         finished_at=datetime.now(UTC), **policy.domain(built))  # type: ignore[arg-type]
