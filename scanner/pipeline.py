@@ -94,6 +94,8 @@ class Scan:
         self._done_lines: set[int] = set()
         self.vantage = VantageWatch(settle_after=config.timeouts.per_address)
         self._tg: asyncio.TaskGroup | None = None
+        #: the scan's conversation slots (`limits.max_in_flight`), made in run()'s event loop
+        self._probe_slots: asyncio.Semaphore | None = None
         self._policies: PolicyChecker | None = None
         self._deep = DeepProber(config) if config.deep else None
 
@@ -128,7 +130,7 @@ class Scan:
                                                            dane_keys=written_keys.get(ip)))
             analyser.remember_written(state.certificates)
             self.counts.probes_resumed = len(state.hosts)
-        probe_sem = asyncio.Semaphore(cfg.limits.max_in_flight)
+        self._probe_slots = asyncio.Semaphore(cfg.limits.max_in_flight)
         domain_sem = SlotGate(cfg.limits.domains_in_flight)
         state_name = "interrupted"
         try:
@@ -136,8 +138,7 @@ class Scan:
                 self._tg = tg
                 for item in self._inputs():
                     await domain_sem.take()
-                    tg.create_task(self._domain(item, resolver, analyser, writer, probe_sem,
-                                                domain_sem))
+                    tg.create_task(self._domain(item, resolver, analyser, writer, domain_sem))
             state_name = "finished"
         finally:
             try:
@@ -173,8 +174,7 @@ class Scan:
                 "inputs": self.input_stats.as_dict()}
 
     async def _domain(self, item: DomainInput, resolver: MailResolver, analyser: HostAnalyser,
-                      writer: DatasetWriter, probe_sem: asyncio.Semaphore,
-                      domain_sem: SlotGate) -> None:
+                      writer: DatasetWriter, domain_sem: SlotGate) -> None:
         try:
             if item.status is not InputStatus.OK or item.domain is None:
                 self._finish_domain(writer, rollup_invalid(item), ())
@@ -194,7 +194,7 @@ class Scan:
             # own, to ask the TXT records beside the MX lookup, saved a domain one DNS round trip
             # and cost 6 % of the CPU of a 40,000-domain survey sample (A/B of 5d22a74 in
             # benchmarks/RESULTS.md).
-            waits, ready = self._start_probes(mail, analyser, writer, probe_sem)
+            waits, ready = self._start_probes(mail, analyser, writer)
             if policies is None:
                 summaries = await self._summaries(waits, ready)
                 record, edges = rollup_domain(item, mail, self.config.port, summaries,
@@ -221,8 +221,7 @@ class Scan:
         self.counts.classes[key] = self.counts.classes.get(key, 0) + 1
         self.progress.on_domain_done(record)
 
-    def _start_probes(self, mail: MailHosts, analyser: HostAnalyser, writer: DatasetWriter,
-                      probe_sem: asyncio.Semaphore
+    def _start_probes(self, mail: MailHosts, analyser: HostAnalyser, writer: DatasetWriter
                       ) -> tuple[dict[str, asyncio.Future[HostSummary]], dict[str, HostSummary]]:
         """The domain's addresses: summaries known, and futures of those being probed.
 
@@ -246,7 +245,7 @@ class Scan:
                     self._names_in_flight[ip] = []
                     target = ProbeTarget(ip=ip, port=self.config.port, mx_hostname=host.name)
                     assert self._tg is not None
-                    self._tg.create_task(self._probe(target, entry, analyser, writer, probe_sem))
+                    self._tg.create_task(self._probe(target, entry, analyser, writer))
                 else:
                     names = self._names_in_flight.get(ip)
                     if names is not None and host.name not in names and len(names) < 100:
@@ -264,8 +263,7 @@ class Scan:
         return ready
 
     async def _probe(self, target: ProbeTarget, fut: asyncio.Future[HostSummary],
-                     analyser: HostAnalyser, writer: DatasetWriter,
-                     probe_sem: asyncio.Semaphore) -> None:
+                     analyser: HostAnalyser, writer: DatasetWriter) -> None:
         provider = self._provider_of(target.mx_hostname)
         sem = self._provider_sems.get(provider)
         if sem is None:
@@ -275,7 +273,11 @@ class Scan:
         # providers in flight, not as large as every provider seen in the scan
         self._provider_users[provider] = self._provider_users.get(provider, 0) + 1
         try:
-            async with probe_sem, sem:
+            slots = self._probe_slots
+            assert slots is not None
+            # the provider's slot first: a probe queued behind its provider holds none of the
+            # scan's slots, which other providers' addresses can use meanwhile
+            async with sem, slots:
                 started = self.vantage.begin_probe()
                 record, certs = await analyser.analyse(
                     target, self._names_in_flight.get(target.ip, ()))
