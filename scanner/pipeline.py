@@ -94,8 +94,9 @@ class Scan:
         self._done_lines: set[int] = set()
         self.vantage = VantageWatch(settle_after=config.timeouts.per_address)
         self._tg: asyncio.TaskGroup | None = None
-        #: the scan's conversation slots (`limits.max_in_flight`), made in run()'s event loop
-        self._probe_slots: asyncio.Semaphore | None = None
+        #: the scan's conversation slots (an asyncio Semaphore binds to the loop that first
+        #: waits on it, so it can be made here)
+        self._probe_slots = asyncio.Semaphore(config.limits.max_in_flight)
         self._policies: PolicyChecker | None = None
         self._deep = DeepProber(config) if config.deep else None
 
@@ -130,7 +131,6 @@ class Scan:
                                                            dane_keys=written_keys.get(ip)))
             analyser.remember_written(state.certificates)
             self.counts.probes_resumed = len(state.hosts)
-        self._probe_slots = asyncio.Semaphore(cfg.limits.max_in_flight)
         domain_sem = SlotGate(cfg.limits.domains_in_flight)
         state_name = "interrupted"
         try:
@@ -273,11 +273,9 @@ class Scan:
         # providers in flight, not as large as every provider seen in the scan
         self._provider_users[provider] = self._provider_users.get(provider, 0) + 1
         try:
-            slots = self._probe_slots
-            assert slots is not None
             # the provider's slot first: a probe queued behind its provider holds none of the
             # scan's slots, which other providers' addresses can use meanwhile
-            async with sem, slots:
+            async with sem, self._probe_slots:
                 started = self.vantage.begin_probe()
                 record, certs = await analyser.analyse(
                     target, self._names_in_flight.get(target.ip, ()))

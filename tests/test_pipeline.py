@@ -184,9 +184,7 @@ async def test_a_probe_waiting_for_its_provider_holds_no_scan_slot(
 
     async def sample() -> None:
         while True:
-            slots = scan._probe_slots
-            if slots is not None:
-                idle.append(slots_max - slots._value - conversing)
+            idle.append(slots_max - scan._probe_slots._value - conversing)
             await asyncio.sleep(0.01)
 
     sampler = asyncio.create_task(sample())
