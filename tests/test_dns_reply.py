@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from scanner.dns_reply import read_reply
+from scanner.dns_reply import TxtStrings, read_reply
 
 
 def _reply(answers: Sequence[tuple[str | None, str, str]], qname: str = "example.test",
@@ -36,10 +36,14 @@ def _reply(answers: Sequence[tuple[str | None, str, str]], qname: str = "example
 
 
 def _dnspython_answer(wire: bytes) -> tuple[object, ...]:
+    """dnspython's chained answer, its TXT records as the strings they carry (`TxtStrings`)."""
     import dns.message
 
     chain = dns.message.from_wire(wire).resolve_chaining()  # type: ignore[attr-defined]
-    return tuple(chain.answer) if chain.answer is not None else ()
+    if chain.answer is None:
+        return ()
+    return tuple(TxtStrings(r.strings) if r.rdtype == dns.rdatatype.TXT else r
+                 for r in chain.answer)
 
 
 CHAINS: dict[str, tuple[list[tuple[str | None, str, str]], str]] = {
@@ -98,7 +102,7 @@ def test_a_reply_is_read_from_its_header_and_answers_only() -> None:
     wire = wire[:8] + b"\0\1" + wire[10:]  # one authority record after the answer
     reply = read_reply(wire, question_length)
     assert reply is not None and reply.rcode == dns.rcode.NOERROR and reply.flags & dns.flags.AD
-    assert [r.to_text() for r in reply.records] == ['"v=spf1 -all"']
+    assert reply.records == (TxtStrings((b"v=spf1 -all",)),)
     broken = wire[:-3] + b"\xff\xff\xff"  # the authority section no longer parses
     with pytest.raises(dns.exception.FormError):
         _dnspython_answer(broken)
@@ -113,3 +117,32 @@ def test_a_reply_is_read_from_its_header_and_answers_only() -> None:
     # a query (QR clear) is no answer
     with pytest.raises(dns.exception.FormError):
         read_reply(wire[:2] + b"\x01\x00" + wire[4:], question_length)
+
+
+@pytest.mark.parametrize("strings", [(b"v=spf1 -all",), (b"v=spf1 ", b"", b"-all"), (b"x" * 255,)])
+def test_txt_strings_are_dnspythons(strings: tuple[bytes, ...]) -> None:
+    import dns.rdata
+    import dns.rdataclass
+
+    text = " ".join('"' + s.decode() + '"' for s in strings)
+    wire, question_length = _reply([(None, "TXT", text)])
+    dnspython = dns.rdata.from_text(dns.rdataclass.IN, "TXT", text)
+    reply = read_reply(wire, question_length)
+    assert reply is not None
+    assert reply.records == (TxtStrings(strings),)
+    assert reply.records[0].strings == dnspython.strings  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("rdata", [b"", b"\x05abc", b"\x03abc\x02a"])
+def test_a_txt_record_dnspython_refuses_is_an_error(rdata: bytes) -> None:
+    """No string at all, or one longer than what is left of the rdata."""
+    import dns.exception
+    import dns.message
+
+    question = b"\x07example\x04test\x00" + struct.pack("!HH", 16, 1)
+    wire = (struct.pack("!HHHHHH", 7, 0x8180, 1, 1, 0, 0) + question + b"\xc0\x0c"
+            + struct.pack("!HHIH", 16, 1, 300, len(rdata)) + rdata)
+    with pytest.raises(dns.exception.FormError):
+        dns.message.from_wire(wire)
+    with pytest.raises(dns.exception.FormError):
+        read_reply(wire, len(question))
