@@ -27,6 +27,8 @@ import dns.wire
 # plain ints: an IntFlag operation builds an enum member each time (per reply)
 _TC = int(dns.flags.TC)
 _QR = int(dns.flags.QR)
+_OPCODE = 0x7800  # the header's opcode bits (RFC 1035 §4.1.1)
+_QUERY = int(dns.opcode.to_flags(dns.opcode.QUERY))  # a standard query's: 0
 _NOERROR = int(dns.rcode.NOERROR)
 _CNAME = int(dns.rdatatype.CNAME)
 _TXT = int(dns.rdatatype.TXT)
@@ -72,7 +74,7 @@ def read_reply(reply: bytes, question_length: int) -> StubReply | None:
     rcode = flags & 0x000F
     if reply[6:8] == b"\0\0" or rcode != _NOERROR:
         return StubReply(rcode, flags)  # no answer to read: the header says all
-    if not flags & _QR or dns.opcode.from_flags(flags) != dns.opcode.QUERY \
+    if not flags & _QR or flags & _OPCODE != _QUERY \
             or reply[4:6] != b"\0\1":
         raise dns.exception.FormError(  # type: ignore[no-untyped-call]
             "the reply is not an answer to one query")
@@ -108,10 +110,11 @@ def _chain_end(reply: bytes, question_length: int
         start = parser.current
         if rdclass == _IN and (rdtype == wanted or rdtype == _CNAME):
             rdata: dns.rdata.Rdata | TxtStrings
-            with parser.restrict_to(length):
-                if rdtype == _TXT:
-                    rdata = _txt_strings(parser)
-                else:
+            if rdtype == _TXT:
+                parser.seek(start + length)  # FormError when the rdata overruns the reply
+                rdata = _txt_strings(dns.wire.Parser(reply[start:start + length]))
+            else:
+                with parser.restrict_to(length):
                     rdata = dns.rdata.from_wire_parser(rdclass, rdtype, parser)
             records.append((owner, rdtype, reply[start:start + length], rdata))
         else:
@@ -138,7 +141,7 @@ def _chain_end(reply: bytes, question_length: int
 
 
 def _txt_strings(parser: dns.wire.Parser) -> TxtStrings:
-    """The character-strings of the TXT rdata `parser` is restricted to, as dnspython's TXT
+    """The character-strings of a TXT rdata (a parser over its bytes alone), as dnspython's TXT
     rdata reads them; FormError where dnspython's would not parse (no string at all, or one
     that overruns the rdata)."""
     strings = []
