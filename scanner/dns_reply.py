@@ -42,7 +42,9 @@ class TxtStrings(NamedTuple):
     `strings` is the attribute of dnspython's TXT rdata, which an answer over TCP carries: the
     policy checks read either. dnspython's TXT rdata checks each string again as it builds an
     immutable object; reading the strings with dnspython's parser alone costs 2.9 us a record
-    instead of 14.4 (2026-12-06), and a survey reads about one TXT record a domain.
+    instead of 14.4, and a survey reads about one TXT record a domain: a 40,000-domain sample
+    of the national profile used 0.927x and 0.945x the CPU in two runs of `benchmarks/ab.py`
+    with the pairs' order reversed (2026-12-06, benchmarks/RESULTS.md).
     """
 
     strings: tuple[bytes, ...]
@@ -109,14 +111,15 @@ def _chain_end(reply: bytes, question_length: int
         rdtype, rdclass, _ttl, length = parser.get_struct("!HHIH")
         start = parser.current
         if rdclass == _IN and (rdtype == wanted or rdtype == _CNAME):
+            data = reply[start:start + length]
             rdata: dns.rdata.Rdata | TxtStrings
             if rdtype == _TXT:
                 parser.seek(start + length)  # FormError when the rdata overruns the reply
-                rdata = _txt_strings(dns.wire.Parser(reply[start:start + length]))
+                rdata = _txt_strings(dns.wire.Parser(data))
             else:
                 with parser.restrict_to(length):
                     rdata = dns.rdata.from_wire_parser(rdclass, rdtype, parser)
-            records.append((owner, rdtype, reply[start:start + length], rdata))
+            records.append((owner, rdtype, data, rdata))
         else:
             parser.seek(start + length)
     if all(owner is None for owner, _, _, _ in records):  # every record is at the question
