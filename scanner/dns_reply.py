@@ -43,8 +43,8 @@ class TxtStrings(NamedTuple):
     policy checks read either. dnspython's TXT rdata checks each string again as it builds an
     immutable object; reading the strings with dnspython's parser alone costs 2.9 us a record
     instead of 14.4, and a survey reads about one TXT record a domain: a 40,000-domain sample
-    of the national profile used 0.927x and 0.945x the CPU in two runs of `benchmarks/ab.py`
-    with the pairs' order reversed (2026-12-06, benchmarks/RESULTS.md).
+    of the national profile used 0.927x and 0.945x the CPU in two runs of `benchmarks/ab.py`,
+    the second with the two commits' roles swapped (2026-12-06, benchmarks/RESULTS.md).
     """
 
     strings: tuple[bytes, ...]
