@@ -12,10 +12,14 @@ Measured with pycares 5.2 / c-ares 1.34 against the lab server (see tests/test_d
   the configured budget (dns_query x dns_tries), the query is asked once more on a fresh
   one-try channel, which has no latency history and waits the full `dns_query` (capped at 5 s
   by c-ares).
-- Query cache. c-ares caches answers for min(TTL, 1 h) (about 1.2 KB each); pycares exposes no
-  option to turn it off. It would hold hours of a scan's answers, so it is flushed (channel
-  reinit, which keeps the configured servers) every `QCACHE_FLUSH_EVERY` queries. Within a scan
-  each name is asked about once anyway (MX per domain; A/AAAA via the resolver's own cache).
+- Query cache. c-ares caches answers for min(TTL, 1 h) (about 1.2 KB each). Within a scan each
+  name is asked about once anyway (MX per domain; A/AAAA via the resolver's own cache), so the
+  cache only costs: storing every answer was ~20 % of a query's CPU (55-61 against 43-46 us a
+  MX query on the lab, 40,000 queries each way). pycares has no option for it, so
+  `without_query_cache` re-creates each new channel through c-ares' own `ares_save_options` /
+  `ares_init_options` with `qcache_max_ttl` 0 (c-ares' documented way to turn it off). Should
+  that fail (another pycares), the cache stays and is flushed (channel reinit, which keeps the
+  configured servers) every `QCACHE_FLUSH_EVERY` queries, so it never holds hours of answers.
 - Truncation. A UDP answer with TC=1 is re-asked over TCP by c-ares (EDNS size 1232).
 - SERVFAIL and REFUSED answers are retried by c-ares up to `dns_tries`; NXDOMAIN is final.
 - No event thread. pycares 5 runs c-ares in a thread of its own by default, and every answer
@@ -39,6 +43,7 @@ from typing import Any
 
 import aiodns
 import pycares
+from pycares import _cares
 
 from scanner.config import ConfigError, Limits, Timeouts
 from scanner.dns_errors import ares_code, error_detail
@@ -53,6 +58,44 @@ _EARLY = 0.9  # a timeout before this share of the configured budget is "c-ares 
 _MAX_TRY_S = 5.0  # c-ares' cap on one try (ARES_OPT_MAXTIMEOUTMS, which pycares does not expose)
 _PROBE_NAME = "."  # the root's NS set: any resolver answers it (a lab server says REFUSED)
 _NET_TICK_S = 0.5  # the safety net's sweeps are at least this far apart
+#: ares.h's ARES_OPT_QUERY_CACHE (c-ares >= 1.23), which pycares does not export
+_ARES_OPT_QUERY_CACHE = 1 << 21
+
+
+def without_query_cache(channel: pycares.Channel) -> bool:
+    """Re-create a new, unused channel's c-ares channel with the query cache off.
+
+    The options are c-ares' own (`ares_save_options`), the servers its CSV with their ports
+    (the saved options keep IPv4 addresses only). False, with the channel as it was, when this
+    pycares does not allow it.
+    """
+    ffi, lib = _cares.ffi, _cares.lib
+    cell = getattr(channel, "_channel", None)
+    if cell is None:
+        return False
+    old = cell[0]
+    options = ffi.new("struct ares_options *")
+    optmask = ffi.new("int *")
+    if lib.ares_save_options(old, options, optmask) != lib.ARES_SUCCESS:
+        return False
+    servers = lib.ares_get_servers_csv(old)
+    fresh = ffi.new("ares_channel *")
+    try:
+        options.qcache_max_ttl = 0
+        if lib.ares_init_options(fresh, options, optmask[0] | _ARES_OPT_QUERY_CACHE) \
+                != lib.ARES_SUCCESS:
+            return False
+        if servers == ffi.NULL or lib.ares_set_servers_csv(fresh[0], servers) \
+                != lib.ARES_SUCCESS:
+            lib.ares_destroy(fresh[0])
+            return False
+    finally:
+        lib.ares_destroy_options(options)
+        if servers != ffi.NULL:
+            lib.ares_free_string(servers)
+    cell[0] = fresh[0]
+    lib.ares_destroy(old)  # unused: no query, no socket
+    return True
 
 
 class LoopResolver(aiodns.DNSResolver):
@@ -62,6 +105,8 @@ class LoopResolver(aiodns.DNSResolver):
     `_sock_state_cb` are its (aiodns 4) hooks for it, so aiodns is pinned below 5.
     """
 
+    query_cache = True  # c-ares' query cache is on (`without_query_cache` could not turn it off)
+
     def _make_channel(self, **kwargs: Any) -> tuple[bool, pycares.Channel]:
         owner = weakref.ref(self)  # the channel must not keep its resolver alive
 
@@ -70,8 +115,10 @@ class LoopResolver(aiodns.DNSResolver):
             if resolver is not None:
                 resolver._sock_state_cb(fd, readable, writable)
 
-        return False, pycares.Channel(sock_state_cb=on_socket_state, timeout=self._timeout,
-                                      **kwargs)
+        channel = pycares.Channel(sock_state_cb=on_socket_state, timeout=self._timeout,
+                                  **kwargs)
+        self.query_cache = not without_query_cache(channel)
+        return False, channel
 
 
 @dataclass(slots=True)
@@ -99,6 +146,8 @@ class DnsChannel:
         self._slots = SlotGate(limits.dns_in_flight)
         self._retry_slots = asyncio.Semaphore(RETRY_CHANNELS)
         self._main = self._resolver(self._servers, timeouts.dns_query, timeouts.dns_tries)
+        #: c-ares' query cache is on, and so flushed every `QCACHE_FLUSH_EVERY` queries
+        self.query_cache: bool = getattr(self._main, "query_cache", True)
         self.stats = ChannelStats()
         self._closed = False
         # The safety net: (deadline, [future]) per query in asking order, so in deadline order,
@@ -144,7 +193,7 @@ class DnsChannel:
                    qtype: str) -> pycares.DNSResult:
         if resolver is self._main:
             self.stats.queries += 1
-            if self.stats.queries % QCACHE_FLUSH_EVERY == 0:
+            if self.query_cache and self.stats.queries % QCACHE_FLUSH_EVERY == 0:
                 self._flush_query_cache()
         fut = resolver.query_dns(name, qtype)
         cell: list[asyncio.Future[pycares.DNSResult] | None] = [fut]

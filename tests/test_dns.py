@@ -436,11 +436,28 @@ async def test_timeout_on_a_fresh_channel_is_not_retried(small: DnsServer) -> No
     assert mail.status is S.TIMEOUT and r.channel_stats.early_timeouts == 0
 
 
-async def test_c_ares_query_cache_is_flushed_and_servers_kept(
+async def test_c_ares_query_cache_is_off_and_servers_kept(small: DnsServer) -> None:
+    channel = channel_module.DnsChannel([small.address], FAST, Limits())
+    try:
+        assert channel.query_cache is False
+        before = small.queries
+        for n in range(1, 4):  # every time asked of the lab server, on its own port
+            answer = await channel.query("mx1.a.test", "A")
+            assert {r.data.addr for r in answer.answer} == {"127.0.1.1"}
+            assert small.queries == before + n
+        assert channel.stats.qcache_flushes == 0
+    finally:
+        await channel.close()
+
+
+async def test_c_ares_query_cache_is_flushed_and_servers_kept_where_it_stays_on(
         small: DnsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a pycares that does not let `without_query_cache` re-create the channel
+    monkeypatch.setattr(channel_module, "without_query_cache", lambda channel: False)
     monkeypatch.setattr(channel_module, "QCACHE_FLUSH_EVERY", 3)
     channel = channel_module.DnsChannel([small.address], FAST, Limits())
     try:
+        assert channel.query_cache is True
         await channel.query("mx1.a.test", "A")  # 1: asked
         before = small.queries
         await channel.query("mx1.a.test", "A")  # 2: from c-ares' own cache
