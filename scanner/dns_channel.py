@@ -69,11 +69,12 @@ def without_query_cache(channel: pycares.Channel) -> bool:
     (the saved options keep IPv4 addresses only). False, with the channel as it was, when this
     pycares does not allow it.
     """
-    ffi, lib = _cares.ffi, _cares.lib
-    cell = getattr(channel, "_channel", None)
-    if cell is None:
+    try:
+        ffi, lib = _cares.ffi, _cares.lib
+        cell: Any = channel._channel  # pycares' `ares_channel *`
+        old = cell[0]
+    except (AttributeError, TypeError, IndexError):
         return False
-    old = cell[0]
     options = ffi.new("struct ares_options *")
     optmask = ffi.new("int *")
     if lib.ares_save_options(old, options, optmask) != lib.ARES_SUCCESS:

@@ -450,6 +450,14 @@ async def test_c_ares_query_cache_is_off_and_servers_kept(small: DnsServer) -> N
         await channel.close()
 
 
+def test_without_query_cache_leaves_a_channel_it_cannot_read_alone() -> None:
+    class Unlike:  # another pycares: no `ares_channel *` where this one keeps it
+        _channel = None
+
+    assert channel_module.without_query_cache(Unlike()) is False  # type: ignore[arg-type]
+    assert channel_module.without_query_cache(object()) is False  # type: ignore[arg-type]
+
+
 async def test_c_ares_query_cache_is_flushed_and_servers_kept_where_it_stays_on(
         small: DnsServer, monkeypatch: pytest.MonkeyPatch) -> None:
     # a pycares that does not let `without_query_cache` re-create the channel
