@@ -14,8 +14,8 @@ Measured with pycares 5.2 / c-ares 1.34 against the lab server (see tests/test_d
   by c-ares).
 - Query cache. c-ares caches answers for min(TTL, 1 h) (about 1.2 KB each). Within a scan each
   name is asked about once anyway (MX per domain; A/AAAA via the resolver's own cache), so the
-  cache only costs: storing every answer was ~20 % of a query's CPU (55-61 against 43-46 us a
-  MX query on the lab, 40,000 queries each way). pycares has no option for it, so
+  cache only costs: with it, an MX query took 1.25x the CPU (65-76 against 56-57 us on the
+  345k lab, `benchmarks/dns_queries.py`). pycares has no option for it, so
   `without_query_cache` re-creates each new channel through c-ares' own `ares_save_options` /
   `ares_init_options` with `qcache_max_ttl` 0 (c-ares' documented way to turn it off). Should
   that fail (another pycares), the cache stays and is flushed (channel reinit, which keeps the
