@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -13,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import common  # noqa: E402
+import dns_queries  # noqa: E402
 import floor  # noqa: E402
 import survey  # noqa: E402
 
@@ -48,6 +50,18 @@ def test_survey_measures_and_matches_truth(small_lab, tmp_path: Path,  # type: i
     assert r["truth"]["host_mismatches"] == 0, r["truth"]["host_examples"]
     row = survey.result_row(r)
     assert len(row) == len(survey.RESULT_HEADER)
+
+
+def test_dns_queries_measures_the_channel_with_the_cache_off_and_on(  # type: ignore[no-untyped-def]
+        small_lab, capsys: pytest.CaptureFixture[str]) -> None:
+    assert dns_queries.main(["--lab", str(small_lab.directory), "--queries", "300",
+                             "--rounds", "2", "--loop", "asyncio", "--no-record"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["queries"] == 300 and r["answered"] > 250  # the lab's DNS failures excepted
+    for side, cache in (("off", False), ("on", True)):  # each round ran with the cache asked for
+        assert [run["query_cache"] for run in r["runs"][side]] == [cache, cache]
+        assert all(us > 0 for us in r[f"us_per_query_{side}"])
+    assert r["off_to_on"] > 0
 
 
 def test_floor_client_reaches_every_listening_host(small_lab, tmp_path: Path  # type: ignore[no-untyped-def]
