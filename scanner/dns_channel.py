@@ -148,7 +148,7 @@ class DnsChannel:
         self._retry_slots = asyncio.Semaphore(RETRY_CHANNELS)
         self._main = self._resolver(self._servers, timeouts.dns_query, timeouts.dns_tries)
         #: c-ares' query cache is on, and so flushed every `QCACHE_FLUSH_EVERY` queries
-        self.query_cache: bool = getattr(self._main, "query_cache", True)
+        self.query_cache = self._main.query_cache
         self.stats = ChannelStats()
         self._closed = False
         # The safety net: (deadline, [future]) per query in asking order, so in deadline order,
@@ -160,7 +160,7 @@ class DnsChannel:
         self._net_timer: asyncio.TimerHandle | None = None
 
     @staticmethod
-    def _resolver(servers: Sequence[str], timeout: float, tries: int) -> aiodns.DNSResolver:
+    def _resolver(servers: Sequence[str], timeout: float, tries: int) -> LoopResolver:
         try:
             return LoopResolver(nameservers=list(servers) or None, timeout=timeout,
                                       tries=tries, loop=asyncio.get_running_loop())
