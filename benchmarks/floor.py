@@ -29,6 +29,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, cast
 
@@ -58,7 +59,9 @@ def _context() -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    with warnings.catch_warnings():  # TLS 1.0 is deprecated in Python; servers still use it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
     ctx.set_ciphers("ALL:@SECLEVEL=0")
     return ctx
 

@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import common  # noqa: E402
 import dns_queries  # noqa: E402
 import floor  # noqa: E402
+import layers  # noqa: E402
 import survey  # noqa: E402
 
 
@@ -62,6 +63,27 @@ def test_dns_queries_measures_the_channel_with_the_cache_off_and_on(  # type: ig
         assert [run["query_cache"] for run in r["runs"][side]] == [cache, cache]
         assert all(us > 0 for us in r[f"us_per_query_{side}"])
     assert r["off_to_on"] > 0
+
+
+def test_layers_measure_the_same_probes_in_every_layer(  # type: ignore[no-untyped-def]
+        small_lab, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from scanner.config import Timeouts
+
+    # short timeouts: the lab's tarpits would otherwise hold every pass for 10 s
+    monkeypatch.setattr(layers, "TIMEOUTS", Timeouts(connect=2.0, greeting=1.5, command=2.0,
+                                                     starttls=2.0, handshake=2.0,
+                                                     per_address=5.0))
+    assert layers.main(["--lab", str(small_lab.directory), "--rounds", "2", "--loop", "asyncio",
+                        "--concurrency", "200", "--no-record"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["probes"] == small_lab.info["hosts"]
+    tls = {run["tls"] for layer in layers.LAYERS for run in r["runs"][layer]}
+    assert len(tls) == 1 and tls.pop() > 0  # every pass reached TLS on the same hosts
+    for layer in layers.LAYERS:
+        assert len(r["runs"][layer]) == 2 and r["ms_per_probe"][layer] > 0
+    floor_ms = r["ms_per_probe"]["floor"]
+    for layer in ("conversation", "judged"):
+        assert r["ratio_to_floor"][layer] == round(r["ms_per_probe"][layer] / floor_ms, 2)
 
 
 def test_floor_client_reaches_every_listening_host(small_lab, tmp_path: Path  # type: ignore[no-untyped-def]

@@ -1,0 +1,159 @@
+"""Where the floor's budget goes: the scanner's conversation and judging beside the floor client.
+
+`floor.py` compares whole processes: the scanner (DNS, policy lookups, conversation, judging,
+rows, Parquet) against the floor client (the conversation alone). This splits the scanner's
+share of that ratio by layer, in one process, over every host of a running lab, in
+alternating rounds on one event loop:
+
+- `floor`: the floor client's conversation (`floor.probe_all`: raw asyncio streams);
+- `conversation`: the scanner's own (`SmtpProber.probe_address`: aiosmtplib, every step under
+  its timeout, each outcome a status, TLS facts and the chain as sent);
+- `judged`: that and the host's judgement (`HostAnalyser.analyse`: outcome, a row for every
+  certificate not seen before in the pass, the chain's verdict once per distinct chain,
+  the leaf's names), with fresh caches each pass.
+
+Each layer's CPU per probe is the median of its rounds, and is reported as a ratio to the
+floor's. Only the lab's servers, on loopback, are contacted (each once per pass).
+
+    .venv/bin/python benchmarks/layers.py --lab <lab dir> --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import statistics
+import sys
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import floor  # noqa: E402
+from common import append_row, commit, emit, machine, today  # noqa: E402
+
+from scanner import event_loop  # noqa: E402
+from scanner.config import EVENT_LOOPS, ScanConfig, Timeouts, TrustStore  # noqa: E402
+from scanner.probe import HostAnalyser  # noqa: E402
+from scanner.records import ProbeTarget, SmtpProbe  # noqa: E402
+from scanner.smtp import SmtpProber  # noqa: E402
+from scanner.status import HandshakeStatus  # noqa: E402
+from scanner.tls.context import make_probe_context  # noqa: E402
+from scanner.tls.verify import ChainVerifier  # noqa: E402
+
+LAYERS = ("floor", "conversation", "judged")
+#: the measured scans' timeouts (survey.BENCH_TIMEOUTS), which the floor client shares
+TIMEOUTS = Timeouts(dns_query=2.0, connect=5.0, greeting=10.0, command=10.0, starttls=10.0,
+                    handshake=10.0, per_address=30.0)
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def lab_targets(lab_dir: Path, limit: int | None = None, seed: int = 1
+                ) -> list[tuple[str, int]]:
+    """Every (ip, port) the lab serves SMTP on, from its truth; a seeded sample of `limit`."""
+    import pyarrow.parquet as pq
+
+    hosts = pq.read_table(lab_dir / "truth" / "hosts.parquet", columns=["ip", "port"])
+    targets = list(zip(hosts.column("ip").to_pylist(), hosts.column("port").to_pylist(),
+                       strict=True))
+    if limit is not None and limit < len(targets):  # the truth lists hosts grouped by kind
+        targets = random.Random(seed).sample(targets, limit)
+    return targets
+
+
+async def _scanner_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]],
+                        concurrency: int) -> Counter[str]:
+    """One pass of the scanner's conversation (and judgement); how far each probe got."""
+    config = ScanConfig(output=lab_dir / "unused", timeouts=TIMEOUTS, lab_mode=True,
+                        trust=TrustStore(extra_anchors=(lab_dir / "lab-ca.pem",)))
+    tls = make_probe_context()
+    run: Callable[[ProbeTarget], Awaitable[SmtpProbe]]
+    if layer == "conversation":
+        run = SmtpProber(config, tls).probe_address
+    else:
+        analyser = HostAnalyser(config, tls,
+                                ChainVerifier.from_trust_store(config.trust, config.started_at))
+
+        async def run(target: ProbeTarget) -> SmtpProbe:
+            record, _ = await analyser.analyse(target)
+            if record.probe.handshake_status is HandshakeStatus.OK and record.chain is None:
+                raise SystemExit(f"{target.ip}: a TLS host was not judged")
+            return record.probe
+
+    gate = asyncio.Semaphore(concurrency)
+    reached: Counter[str] = Counter()
+
+    async def one(ip: str, port: int) -> None:
+        async with gate:
+            probe = await run(ProbeTarget(ip=ip, port=port, mx_hostname="mx.layers.invalid"))
+        reached["tls" if probe.handshake_status is HandshakeStatus.OK else "other"] += 1
+
+    async with asyncio.TaskGroup() as group:
+        for ip, port in targets:
+            group.create_task(one(ip, port))
+    return reached
+
+
+async def _floor_pass(targets: list[tuple[str, int]], concurrency: int) -> Counter[str]:
+    counts = await floor.probe_all(targets, concurrency, TIMEOUTS.greeting, TIMEOUTS.per_address)
+    return Counter({"tls": counts.get("tls", 0),
+                    "other": sum(n for k, n in counts.items() if k != "tls")})
+
+
+def one_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]], concurrency: int,
+             loop: str) -> dict[str, Any]:
+    """CPU of one layer over every target, and how many probes reached TLS."""
+    started = _cpu_s()
+    work = _floor_pass(targets, concurrency) if layer == "floor" \
+        else _scanner_pass(layer, lab_dir, targets, concurrency)
+    reached = event_loop.run(work, loop)
+    cpu = _cpu_s() - started
+    return {"cpu_s": round(cpu, 3), "ms_per_probe": round(1000 * cpu / len(targets), 4),
+            "tls": reached["tls"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--lab", type=Path, required=True, help="a running lab's directory")
+    p.add_argument("--rounds", type=int, default=3, help="of every layer, alternating")
+    p.add_argument("--limit", type=int, default=None, help="probe a seeded sample of N hosts")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--concurrency", type=int, default=2000)
+    p.add_argument("--loop", default="auto", choices=EVENT_LOOPS)
+    p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = p.parse_args(argv)
+    targets = lab_targets(args.lab, args.limit, args.seed)
+    runs: dict[str, list[dict[str, Any]]] = {layer: [] for layer in LAYERS}
+    for i in range(args.rounds):
+        for layer in LAYERS if i % 2 == 0 else LAYERS[::-1]:
+            runs[layer].append(one_pass(layer, args.lab, targets, args.concurrency, args.loop))
+    ms = {layer: statistics.median(r["ms_per_probe"] for r in runs[layer]) for layer in LAYERS}
+    ratios = {layer: round(ms[layer] / ms["floor"], 2) for layer in LAYERS[1:]}
+    emit({"bench": "layers", "date": today(), "machine": machine(), "commit": commit(),
+          "probes": len(targets), "rounds": args.rounds, "loop": args.loop, "runs": runs,
+          "ms_per_probe": {k: round(v, 4) for k, v in ms.items()},
+          "ratio_to_floor": ratios})
+    if not args.no_record:
+        append_row("Layers: the scanner's conversation and judging beside the floor client",
+                   ["date (UTC)", "commit", "probes", "rounds", "floor ms a probe",
+                    "conversation ms a probe", "judged ms a probe", "conversation / floor",
+                    "judged / floor"],
+                   [today(), commit(), f"{len(targets):,}", args.rounds,
+                    round(ms["floor"], 3), round(ms["conversation"], 3), round(ms["judged"], 3),
+                    ratios["conversation"], ratios["judged"]])
+    print(json.dumps({"ratio_to_floor": ratios}), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
