@@ -39,12 +39,13 @@ lint: $(STAMP)
 lab: $(STAMP)
 	$(PY) -m scanner lab serve --profile mixed --domains 200 --seed 1 --dir results/lab
 
-# The national-scale benchmark (benchmarks/README.md): survey, CPU floor, peers (the peers'
+# The national-scale benchmark (benchmarks/README.md): survey, CPU floor and its layers, peers (the peers'
 # Debian packages are installed by peers.py with apt-get, sslyze into benchmarks/.peers-venv).
 bench: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt -e '.[test,bench]'
 	$(PY) benchmarks/survey.py --domains 345000
 	$(PY) benchmarks/floor.py --domains 345000 --rounds 3
+	$(PY) benchmarks/layers.py --domains 345000 --rounds 3
 	$(PY) benchmarks/peers.py
 	$(PY) benchmarks/peers.py --only openssl --rounds 3
 

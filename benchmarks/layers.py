@@ -16,6 +16,7 @@ Each layer's CPU per probe is the median of its rounds, and is reported as a rat
 floor's. Only the lab's servers, on loopback, are contacted (each once per pass).
 
     .venv/bin/python benchmarks/layers.py --lab <lab dir> --rounds 3
+    .venv/bin/python benchmarks/layers.py --domains 345000 --rounds 3   # starts its own lab
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import floor  # noqa: E402
-from common import append_row, commit, emit, machine, today  # noqa: E402
+from common import ROOT, append_row, commit, emit, machine, today  # noqa: E402
 
 from scanner import event_loop  # noqa: E402
 from scanner.config import EVENT_LOOPS, ScanConfig, Timeouts, TrustStore  # noqa: E402
@@ -124,7 +125,10 @@ def one_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]], concurre
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--lab", type=Path, required=True, help="a running lab's directory")
+    p.add_argument("--lab", type=Path, help="a running lab's directory")
+    p.add_argument("--domains", type=int, default=34_500, help="lab size when no --lab")
+    p.add_argument("--work", type=Path, default=ROOT / "results" / "bench",
+                   help="where a lab started here lives")
     p.add_argument("--rounds", type=int, default=3, help="of every layer, alternating")
     p.add_argument("--limit", type=int, default=None, help="probe a seeded sample of N hosts")
     p.add_argument("--seed", type=int, default=1)
@@ -132,11 +136,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loop", default="auto", choices=EVENT_LOOPS)
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = p.parse_args(argv)
-    targets = lab_targets(args.lab, args.limit, args.seed)
+    if args.lab is not None:
+        return _measure(args.lab, args)
+    from scanner.lab.serve import LabProcess
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    with LabProcess.start("norway-2010", args.domains, 1,
+                          args.work / f"lab-norway-2010-{args.domains}-1",
+                          latency_ms=(20, 300), timeout=1800.0) as lab:
+        return _measure(lab.directory, args)
+
+
+def _measure(lab_dir: Path, args: argparse.Namespace) -> int:
+    targets = lab_targets(lab_dir, args.limit, args.seed)
     runs: dict[str, list[dict[str, Any]]] = {layer: [] for layer in LAYERS}
     for i in range(args.rounds):
         for layer in LAYERS if i % 2 == 0 else LAYERS[::-1]:
-            runs[layer].append(one_pass(layer, args.lab, targets, args.concurrency, args.loop))
+            runs[layer].append(one_pass(layer, lab_dir, targets, args.concurrency, args.loop))
     ms = {layer: statistics.median(r["ms_per_probe"] for r in runs[layer]) for layer in LAYERS}
     ratios = {layer: round(ms[layer] / ms["floor"], 2) for layer in LAYERS[1:]}
     emit({"bench": "layers", "date": today(), "machine": machine(), "commit": commit(),
