@@ -328,6 +328,8 @@ async def _resolve_and_probe(domains: list[str], resolver: tuple[str, int], port
         for name in domains:
             tg.create_task(domain(name))
     sweeper.cancel()
+    if dns_client.transport is not None:  # layers.py runs this in its own process, repeatedly
+        dns_client.transport.close()
     return {"probes": len(probed), "reached": counts, "dns_queries": dns_client.queries}
 
 

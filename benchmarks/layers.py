@@ -12,8 +12,16 @@ alternating rounds on one event loop:
   certificate not seen before in the pass, the chain's verdict once per distinct chain,
   the leaf's names), with fresh caches each pass.
 
+- `floor_dns` and `floor_dns_policies`: the floor client finding those hosts itself, as
+  `floor.py`'s DNS floors do (a bare UDP socket: each covering domain's MX, each MX host's A and
+  AAAA; then also four TXT a domain and TLSA an MX host, their replies unread), then its
+  conversation with each address found.
+
 Each layer's CPU per probe is the median of its rounds, and is reported as a ratio to the
-floor's. Only the lab's servers, on loopback, are contacted (each once per pass).
+floor's. `design_steps_at_cheapest` adds up, in floor units, what the scanner cannot do
+without: its judged conversation, and the DNS and policy lookups as the floor client does them
+(judged + floor_dns_policies - floor, over floor). Only the lab's servers, on loopback, are
+contacted (each address once per pass).
 
     .venv/bin/python benchmarks/layers.py --lab <lab dir> --rounds 3
     .venv/bin/python benchmarks/layers.py --domains 345000 --rounds 3   # starts its own lab
@@ -48,7 +56,7 @@ from scanner.status import HandshakeStatus  # noqa: E402
 from scanner.tls.context import make_probe_context  # noqa: E402
 from scanner.tls.verify import ChainVerifier  # noqa: E402
 
-LAYERS = ("floor", "conversation", "judged")
+LAYERS = ("floor", "conversation", "judged", "floor_dns", "floor_dns_policies")
 #: the measured scans' timeouts (survey.BENCH_TIMEOUTS), which the floor client shares
 TIMEOUTS = Timeouts(dns_query=2.0, connect=5.0, greeting=10.0, command=10.0, starttls=10.0,
                     handshake=10.0, per_address=30.0)
@@ -111,16 +119,34 @@ async def _floor_pass(targets: list[tuple[str, int]], concurrency: int) -> Count
                     "other": sum(n for k, n in counts.items() if k != "tls")})
 
 
-def one_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]], concurrency: int,
-             loop: str) -> dict[str, Any]:
-    """CPU of one layer over every target, and how many probes reached TLS."""
+async def _floor_dns_pass(lab_dir: Path, domains: list[str], concurrency: int,
+                          policies: bool) -> tuple[Counter[str], int]:
+    lab = json.loads((lab_dir / "lab.json").read_text())
+    host, _, port = lab["resolver"].rpartition(":")
+    out = await floor._resolve_and_probe(
+        domains, (host, int(port)), int(lab["smtp_port"]), concurrency, TIMEOUTS.greeting,
+        TIMEOUTS.per_address, policies=policies, dns_s=TIMEOUTS.dns_query)
+    counts = out["reached"]
+    return Counter({"tls": counts.get("tls", 0),
+                    "other": sum(n for k, n in counts.items() if k != "tls")}), out["probes"]
+
+
+def one_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]], domains: list[str],
+             concurrency: int, loop: str) -> dict[str, Any]:
+    """CPU of one layer over every target (the DNS layers: every address their domains lead
+    to), how many probes there were and how many reached TLS."""
     started = _cpu_s()
-    work = _floor_pass(targets, concurrency) if layer == "floor" \
-        else _scanner_pass(layer, lab_dir, targets, concurrency)
-    reached = event_loop.run(work, loop)
+    probes = len(targets)
+    if layer == "floor":
+        reached = event_loop.run(_floor_pass(targets, concurrency), loop)
+    elif layer.startswith("floor_dns"):
+        reached, probes = event_loop.run(_floor_dns_pass(
+            lab_dir, domains, concurrency, policies=layer == "floor_dns_policies"), loop)
+    else:
+        reached = event_loop.run(_scanner_pass(layer, lab_dir, targets, concurrency), loop)
     cpu = _cpu_s() - started
-    return {"cpu_s": round(cpu, 3), "ms_per_probe": round(1000 * cpu / len(targets), 4),
-            "tls": reached["tls"]}
+    return {"cpu_s": round(cpu, 3), "probes": probes,
+            "ms_per_probe": round(1000 * cpu / max(probes, 1), 4), "tls": reached["tls"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,27 +174,39 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure(lab_dir: Path, args: argparse.Namespace) -> int:
+    from peers import cover_domains
+
     targets = lab_targets(lab_dir, args.limit, args.seed)
+    # the DNS layers find the hosts through domains whose MX hosts cover the targets
+    domains = cover_domains(lab_dir, {ip for ip, _ in targets})
     runs: dict[str, list[dict[str, Any]]] = {layer: [] for layer in LAYERS}
     for i in range(args.rounds):
         for layer in LAYERS if i % 2 == 0 else LAYERS[::-1]:
-            runs[layer].append(one_pass(layer, lab_dir, targets, args.concurrency, args.loop))
+            runs[layer].append(one_pass(layer, lab_dir, targets, domains, args.concurrency,
+                                        args.loop))
     ms = {layer: statistics.median(r["ms_per_probe"] for r in runs[layer]) for layer in LAYERS}
     ratios = {layer: round(ms[layer] / ms["floor"], 2) for layer in LAYERS[1:]}
+    cheapest = round((ms["judged"] + ms["floor_dns_policies"] - ms["floor"]) / ms["floor"], 2)
     emit({"bench": "layers", "date": today(), "machine": machine(), "commit": commit(),
-          "probes": len(targets), "rounds": args.rounds, "loop": args.loop, "runs": runs,
-          "ms_per_probe": {k: round(v, 4) for k, v in ms.items()},
-          "ratio_to_floor": ratios})
+          "probes": len(targets), "domains": len(domains), "rounds": args.rounds,
+          "loop": args.loop, "runs": runs, "ms_per_probe": {k: round(v, 4) for k, v in ms.items()},
+          "ratio_to_floor": ratios, "design_steps_at_cheapest": cheapest})
     if not args.no_record:
         append_row("Layers: the scanner's conversation and judging beside the floor client",
-                   ["date (UTC)", "commit", "probes", "rounds", "floor ms a probe",
-                    "conversation ms a probe", "judged ms a probe", "conversation / floor",
-                    "judged / floor"],
+                   LAYERS_HEADER,
                    [today(), commit(), f"{len(targets):,}", args.rounds,
-                    round(ms["floor"], 3), round(ms["conversation"], 3), round(ms["judged"], 3),
-                    ratios["conversation"], ratios["judged"]])
-    print(json.dumps({"ratio_to_floor": ratios}), file=sys.stderr)
+                    *(round(ms[layer], 3) for layer in LAYERS),
+                    *(ratios[layer] for layer in LAYERS[1:]), cheapest])
+    print(json.dumps({"ratio_to_floor": ratios, "design_steps_at_cheapest": cheapest}),
+          file=sys.stderr)
     return 0
+
+
+LAYERS_HEADER = ["date (UTC)", "commit", "probes", "rounds", "floor ms a probe",
+                 "conversation ms a probe", "judged ms a probe", "floor+DNS ms a probe",
+                 "floor+DNS+policy queries ms a probe", "conversation / floor",
+                 "judged / floor", "floor+DNS / floor", "floor+DNS+policy queries / floor",
+                 "design's steps at their cheapest / floor"]
 
 
 if __name__ == "__main__":

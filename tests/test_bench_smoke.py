@@ -70,20 +70,26 @@ def test_layers_measure_the_same_probes_in_every_layer(  # type: ignore[no-untyp
     from scanner.config import Timeouts
 
     # short timeouts: the lab's tarpits would otherwise hold every pass for 10 s
-    monkeypatch.setattr(layers, "TIMEOUTS", Timeouts(connect=2.0, greeting=1.5, command=2.0,
-                                                     starttls=2.0, handshake=2.0,
-                                                     per_address=5.0))
+    monkeypatch.setattr(layers, "TIMEOUTS", Timeouts(dns_query=1.0, connect=1.0, greeting=1.0,
+                                                     command=1.0, starttls=1.0, handshake=1.0,
+                                                     per_address=3.0))
     assert layers.main(["--lab", str(small_lab.directory), "--rounds", "2", "--loop", "asyncio",
                         "--concurrency", "200", "--no-record"]) == 0
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert r["probes"] == small_lab.info["hosts"]
+    # every pass probed every address once (the DNS layers found them all through their
+    # covering domains) and reached TLS on the same hosts
+    assert {run["probes"] for layer in layers.LAYERS for run in r["runs"][layer]} == {
+        small_lab.info["hosts"]}
     tls = {run["tls"] for layer in layers.LAYERS for run in r["runs"][layer]}
-    assert len(tls) == 1 and tls.pop() > 0  # every pass reached TLS on the same hosts
+    assert len(tls) == 1 and tls.pop() > 0
     for layer in layers.LAYERS:
         assert len(r["runs"][layer]) == 2 and r["ms_per_probe"][layer] > 0
-    floor_ms = r["ms_per_probe"]["floor"]
-    for layer in ("conversation", "judged"):
-        assert r["ratio_to_floor"][layer] == round(r["ms_per_probe"][layer] / floor_ms, 2)
+    ms = r["ms_per_probe"]
+    for layer in layers.LAYERS[1:]:
+        assert r["ratio_to_floor"][layer] == round(ms[layer] / ms["floor"], 2)
+    assert r["design_steps_at_cheapest"] == round(
+        (ms["judged"] + ms["floor_dns_policies"] - ms["floor"]) / ms["floor"], 2)
 
 
 def test_floor_client_reaches_every_listening_host(small_lab, tmp_path: Path  # type: ignore[no-untyped-def]
