@@ -113,10 +113,15 @@ async def _scanner_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]
     return reached
 
 
-async def _floor_pass(targets: list[tuple[str, int]], concurrency: int) -> Counter[str]:
-    counts = await floor.probe_all(targets, concurrency, TIMEOUTS.greeting, TIMEOUTS.per_address)
+def _tls_or_other(counts: dict[str, int]) -> Counter[str]:
+    """The floor client's counts of how far probes got, as reached TLS or not."""
     return Counter({"tls": counts.get("tls", 0),
                     "other": sum(n for k, n in counts.items() if k != "tls")})
+
+
+async def _floor_pass(targets: list[tuple[str, int]], concurrency: int) -> Counter[str]:
+    return _tls_or_other(await floor.probe_all(targets, concurrency, TIMEOUTS.greeting,
+                                               TIMEOUTS.per_address))
 
 
 async def _floor_dns_pass(lab_dir: Path, domains: list[str], concurrency: int,
@@ -126,9 +131,7 @@ async def _floor_dns_pass(lab_dir: Path, domains: list[str], concurrency: int,
     out = await floor._resolve_and_probe(
         domains, (host, int(port)), int(lab["smtp_port"]), concurrency, TIMEOUTS.greeting,
         TIMEOUTS.per_address, policies=policies, dns_s=TIMEOUTS.dns_query)
-    counts = out["reached"]
-    return Counter({"tls": counts.get("tls", 0),
-                    "other": sum(n for k, n in counts.items() if k != "tls")}), out["probes"]
+    return _tls_or_other(out["reached"]), out["probes"]
 
 
 def one_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]], domains: list[str],
@@ -184,12 +187,14 @@ def _measure(lab_dir: Path, args: argparse.Namespace) -> int:
         for layer in LAYERS if i % 2 == 0 else LAYERS[::-1]:
             runs[layer].append(one_pass(layer, lab_dir, targets, domains, args.concurrency,
                                         args.loop))
-    ms = {layer: statistics.median(r["ms_per_probe"] for r in runs[layer]) for layer in LAYERS}
+    # the ratios are of the figures reported, so that they can be checked from the output
+    ms = {layer: round(statistics.median(r["ms_per_probe"] for r in runs[layer]), 4)
+          for layer in LAYERS}
     ratios = {layer: round(ms[layer] / ms["floor"], 2) for layer in LAYERS[1:]}
     cheapest = round((ms["judged"] + ms["floor_dns_policies"] - ms["floor"]) / ms["floor"], 2)
     emit({"bench": "layers", "date": today(), "machine": machine(), "commit": commit(),
           "probes": len(targets), "domains": len(domains), "rounds": args.rounds,
-          "loop": args.loop, "runs": runs, "ms_per_probe": {k: round(v, 4) for k, v in ms.items()},
+          "loop": args.loop, "runs": runs, "ms_per_probe": ms,
           "ratio_to_floor": ratios, "design_steps_at_cheapest": cheapest})
     if not args.no_record:
         append_row("Layers: the scanner's conversation and judging beside the floor client",
