@@ -86,6 +86,7 @@ async def _scanner_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]
     config = ScanConfig(output=lab_dir / "unused", timeouts=TIMEOUTS, lab_mode=True,
                         trust=TrustStore(extra_anchors=(lab_dir / "lab-ca.pem",)))
     tls = make_probe_context()
+    reached: Counter[str] = Counter()  # reached TLS or not; chains judged
     run: Callable[[ProbeTarget], Awaitable[SmtpProbe]]
     if layer == "conversation":
         run = SmtpProber(config, tls).probe_address
@@ -97,10 +98,10 @@ async def _scanner_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]
             record, _ = await analyser.analyse(target)
             if record.probe.handshake_status is HandshakeStatus.OK and record.chain is None:
                 raise SystemExit(f"{target.ip}: a TLS host was not judged")
+            reached["judged"] += record.chain is not None
             return record.probe
 
     gate = asyncio.Semaphore(concurrency)
-    reached: Counter[str] = Counter()
 
     async def one(ip: str, port: int) -> None:
         async with gate:
@@ -125,31 +126,33 @@ async def _floor_pass(targets: list[tuple[str, int]], concurrency: int) -> Count
 
 
 async def _floor_dns_pass(lab_dir: Path, domains: list[str], concurrency: int,
-                          policies: bool) -> tuple[Counter[str], int]:
+                          policies: bool) -> tuple[Counter[str], int, int]:
     lab = json.loads((lab_dir / "lab.json").read_text())
     host, _, port = lab["resolver"].rpartition(":")
     out = await floor._resolve_and_probe(
         domains, (host, int(port)), int(lab["smtp_port"]), concurrency, TIMEOUTS.greeting,
         TIMEOUTS.per_address, policies=policies, dns_s=TIMEOUTS.dns_query)
-    return _tls_or_other(out["reached"]), out["probes"]
+    return _tls_or_other(out["reached"]), out["probes"], out["dns_queries"]
 
 
 def one_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]], domains: list[str],
              concurrency: int, loop: str) -> dict[str, Any]:
     """CPU of one layer over every target (the DNS layers: every address their domains lead
-    to), how many probes there were and how many reached TLS."""
+    to), how many probes there were, how many reached TLS, the DNS queries asked and the
+    chains judged."""
     started = _cpu_s()
-    probes = len(targets)
+    probes, queries = len(targets), 0
     if layer == "floor":
         reached = event_loop.run(_floor_pass(targets, concurrency), loop)
     elif layer.startswith("floor_dns"):
-        reached, probes = event_loop.run(_floor_dns_pass(
+        reached, probes, queries = event_loop.run(_floor_dns_pass(
             lab_dir, domains, concurrency, policies=layer == "floor_dns_policies"), loop)
     else:
         reached = event_loop.run(_scanner_pass(layer, lab_dir, targets, concurrency), loop)
     cpu = _cpu_s() - started
-    return {"cpu_s": round(cpu, 3), "probes": probes,
-            "ms_per_probe": round(1000 * cpu / max(probes, 1), 4), "tls": reached["tls"]}
+    return {"cpu_s": round(cpu, 3), "probes": probes, "dns_queries": queries,
+            "ms_per_probe": round(1000 * cpu / max(probes, 1), 4), "tls": reached["tls"],
+            "judged": reached["judged"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,6 +85,19 @@ def test_layers_measure_the_same_probes_in_every_layer(  # type: ignore[no-untyp
     assert len(tls) == 1 and tls.pop() > 0
     for layer in layers.LAYERS:
         assert len(r["runs"][layer]) == 2 and r["ms_per_probe"][layer] > 0
+    # the DNS layers asked MX per domain and A + AAAA per MX host, then also four TXT per
+    # domain and TLSA per MX host; the others asked nothing
+    plain, policies = (r["runs"][layer][0]["dns_queries"]
+                       for layer in ("floor_dns", "floor_dns_policies"))
+    assert plain >= r["domains"] + small_lab.info["hosts"]
+    assert policies >= plain + 4 * r["domains"]
+    assert all(run["dns_queries"] == 0 for layer in layers.LAYERS[:3]
+               for run in r["runs"][layer])
+    # only the judged layer judged, and every TLS host's chain
+    assert [run["judged"] for run in r["runs"]["judged"]] == [run["tls"] for run in
+                                                             r["runs"]["judged"]]
+    assert all(run["judged"] == 0 for layer in layers.LAYERS if layer != "judged"
+               for run in r["runs"][layer])
     ms = r["ms_per_probe"]
     for layer in layers.LAYERS[1:]:
         assert r["ratio_to_floor"][layer] == round(ms[layer] / ms["floor"], 2)
