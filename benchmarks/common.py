@@ -155,6 +155,12 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def own_cpu_s() -> float:
+    """User plus system seconds of this process so far (in-process measurements)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def children_rusage() -> tuple[float, float]:
     """User and system seconds of all waited-for children of this process so far."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import random
-import resource
 import statistics
 import sys
 from pathlib import Path
@@ -24,17 +23,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import append_row, commit, emit, machine, today  # noqa: E402
+from common import append_row, commit, emit, machine, own_cpu_s, today  # noqa: E402
 
 from scanner import dns_channel, event_loop  # noqa: E402
 from scanner.config import EVENT_LOOPS, Limits, Timeouts  # noqa: E402
 
 SIDES = ("off", "on")
-
-
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def ask_all(resolver: str, names: list[str], in_flight: int) -> dict[str, Any]:
@@ -52,11 +46,11 @@ async def ask_all(resolver: str, names: list[str], in_flight: int) -> dict[str, 
             except Exception:  # NXDOMAIN, timeouts...: asked all the same
                 pass
 
-    started = _cpu_s()
+    started = own_cpu_s()
     try:
         await asyncio.gather(*(one(name) for name in names))
     finally:
-        cpu = _cpu_s() - started
+        cpu = own_cpu_s() - started
         await channel.close()
     return {"cpu_s": round(cpu, 3), "answered": answered, "query_cache": channel.query_cache,
             "us_per_query": round(1e6 * cpu / len(names), 1)}

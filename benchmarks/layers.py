@@ -1,4 +1,4 @@
-"""Where the floor's budget goes: the scanner's conversation and judging beside the floor client.
+"""Where the floor's budget goes: the scanner's steps beside the floor client's, layer by layer.
 
 `floor.py` compares whole processes: the scanner (DNS, policy lookups, conversation, judging,
 rows, Parquet) against the floor client (the conversation alone). This splits the scanner's
@@ -10,8 +10,7 @@ alternating rounds on one event loop:
   its timeout, each outcome a status, TLS facts and the chain as sent);
 - `judged`: that and the host's judgement (`HostAnalyser.analyse`: outcome, a row for every
   certificate not seen before in the pass, the chain's verdict once per distinct chain,
-  the leaf's names), with fresh caches each pass.
-
+  the leaf's names), with fresh caches each pass;
 - `floor_dns` and `floor_dns_policies`: the floor client finding those hosts itself, as
   `floor.py`'s DNS floors do (a bare UDP socket: each covering domain's MX, each MX host's A and
   AAAA; then also four TXT a domain and TLSA an MX host, their replies unread), then its
@@ -33,7 +32,6 @@ import argparse
 import asyncio
 import json
 import random
-import resource
 import statistics
 import sys
 from collections import Counter
@@ -45,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import floor  # noqa: E402
-from common import ROOT, append_row, commit, emit, machine, today  # noqa: E402
+from common import ROOT, append_row, commit, emit, machine, own_cpu_s, today  # noqa: E402
 
 from scanner import event_loop  # noqa: E402
 from scanner.config import EVENT_LOOPS, ScanConfig, Timeouts, TrustStore  # noqa: E402
@@ -60,11 +58,6 @@ LAYERS = ("floor", "conversation", "judged", "floor_dns", "floor_dns_policies")
 #: the measured scans' timeouts (survey.BENCH_TIMEOUTS), which the floor client shares
 TIMEOUTS = Timeouts(dns_query=2.0, connect=5.0, greeting=10.0, command=10.0, starttls=10.0,
                     handshake=10.0, per_address=30.0)
-
-
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def lab_targets(lab_dir: Path, limit: int | None = None, seed: int = 1
@@ -140,7 +133,7 @@ def one_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]], domains:
     """CPU of one layer over every target (the DNS layers: every address their domains lead
     to), how many probes there were, how many reached TLS, the DNS queries asked and the
     chains judged."""
-    started = _cpu_s()
+    started = own_cpu_s()
     probes, queries = len(targets), 0
     if layer == "floor":
         reached = event_loop.run(_floor_pass(targets, concurrency), loop)
@@ -149,7 +142,7 @@ def one_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]], domains:
             lab_dir, domains, concurrency, policies=layer == "floor_dns_policies"), loop)
     else:
         reached = event_loop.run(_scanner_pass(layer, lab_dir, targets, concurrency), loop)
-    cpu = _cpu_s() - started
+    cpu = own_cpu_s() - started
     return {"cpu_s": round(cpu, 3), "probes": probes, "dns_queries": queries,
             "ms_per_probe": round(1000 * cpu / max(probes, 1), 4), "tls": reached["tls"],
             "judged": reached["judged"]}
