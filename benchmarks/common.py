@@ -155,6 +155,15 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def national_lab(domains: int, work: Path) -> Any:
+    """Start (and, as a context manager, stop) the `norway-2010` lab of `domains` domains the
+    floor benchmarks measure on: seed 1, 20-300 ms per-host latency, under `work`."""
+    from scanner.lab.serve import LabProcess
+
+    return LabProcess.start("norway-2010", domains, 1, work / f"lab-norway-2010-{domains}-1",
+                            latency_ms=(20, 300), timeout=1800.0)
+
+
 def own_cpu_s() -> float:
     """User plus system seconds of this process so far (in-process measurements)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -44,6 +44,7 @@ from common import (  # noqa: E402
     emit,
     machine,
     median_run,
+    national_lab,
     run_measured,
     scanner_env,
     today,
@@ -466,11 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.lab is not None:
         result = _floor_and_scanner(args.lab, args)
     else:
-        from scanner.lab.serve import LabProcess
-
-        with LabProcess.start("norway-2010", args.domains, 1,
-                              args.work / f"lab-norway-2010-{args.domains}-1",
-                              latency_ms=(20, 300), timeout=1800.0) as lab:
+        with national_lab(args.domains, args.work) as lab:
             result = _floor_and_scanner(lab.directory, args)
     result.update(date=today(), machine=machine(), commit=commit(), openssl=speed,
                   loop=args.loop, n_rounds=args.rounds)

@@ -43,10 +43,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import floor  # noqa: E402
-from common import ROOT, append_row, commit, emit, machine, own_cpu_s, today  # noqa: E402
+import survey  # noqa: E402
+from common import (  # noqa: E402
+    ROOT,
+    append_row,
+    commit,
+    emit,
+    machine,
+    national_lab,
+    own_cpu_s,
+    today,
+)
 
 from scanner import event_loop  # noqa: E402
-from scanner.config import EVENT_LOOPS, ScanConfig, Timeouts, TrustStore  # noqa: E402
+from scanner.cli import build_parser, config_from_args  # noqa: E402
+from scanner.config import EVENT_LOOPS, ScanConfig  # noqa: E402
 from scanner.probe import HostAnalyser  # noqa: E402
 from scanner.records import ProbeTarget, SmtpProbe  # noqa: E402
 from scanner.smtp import SmtpProber  # noqa: E402
@@ -55,9 +66,15 @@ from scanner.tls.context import make_probe_context  # noqa: E402
 from scanner.tls.verify import ChainVerifier  # noqa: E402
 
 LAYERS = ("floor", "conversation", "judged", "floor_dns", "floor_dns_policies")
-#: the measured scans' timeouts (survey.BENCH_TIMEOUTS), which the floor client shares
-TIMEOUTS = Timeouts(dns_query=2.0, connect=5.0, greeting=10.0, command=10.0, starttls=10.0,
-                    handshake=10.0, per_address=30.0)
+
+
+def scan_config(lab_dir: Path) -> ScanConfig:
+    """The configuration the measured scans get from the command line (`--lab`, the
+    benchmarks' timeouts, `survey.BENCH_TIMEOUTS`); the floor client shares its timeouts."""
+    args = build_parser().parse_args(["scan", str(lab_dir / "domains.txt"), "-o",
+                                      str(lab_dir / "unused"), "--lab", str(lab_dir),
+                                      *survey.BENCH_TIMEOUTS])
+    return config_from_args(args)[0]
 
 
 def lab_targets(lab_dir: Path, limit: int | None = None, seed: int = 1
@@ -73,13 +90,12 @@ def lab_targets(lab_dir: Path, limit: int | None = None, seed: int = 1
     return targets
 
 
-async def _scanner_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]],
+async def _scanner_pass(layer: str, config: ScanConfig, targets: list[tuple[str, int]],
                         concurrency: int) -> Counter[str]:
-    """One pass of the scanner's conversation (and judgement); how far each probe got."""
-    config = ScanConfig(output=lab_dir / "unused", timeouts=TIMEOUTS, lab_mode=True,
-                        trust=TrustStore(extra_anchors=(lab_dir / "lab-ca.pem",)))
+    """One pass of the scanner's conversation (and judgement): probes that reached TLS, and
+    chains judged."""
     tls = make_probe_context()
-    reached: Counter[str] = Counter()  # reached TLS or not; chains judged
+    reached: Counter[str] = Counter()
     run: Callable[[ProbeTarget], Awaitable[SmtpProbe]]
     if layer == "conversation":
         run = SmtpProber(config, tls).probe_address
@@ -99,7 +115,7 @@ async def _scanner_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]
     async def one(ip: str, port: int) -> None:
         async with gate:
             probe = await run(ProbeTarget(ip=ip, port=port, mx_hostname="mx.layers.invalid"))
-        reached["tls" if probe.handshake_status is HandshakeStatus.OK else "other"] += 1
+        reached["tls"] += probe.handshake_status is HandshakeStatus.OK
 
     async with asyncio.TaskGroup() as group:
         for ip, port in targets:
@@ -107,41 +123,37 @@ async def _scanner_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]
     return reached
 
 
-def _tls_or_other(counts: dict[str, int]) -> Counter[str]:
-    """The floor client's counts of how far probes got, as reached TLS or not."""
-    return Counter({"tls": counts.get("tls", 0),
-                    "other": sum(n for k, n in counts.items() if k != "tls")})
+async def _floor_pass(config: ScanConfig, targets: list[tuple[str, int]],
+                      concurrency: int) -> Counter[str]:
+    t = config.timeouts
+    counts = await floor.probe_all(targets, concurrency, t.greeting, t.per_address)
+    return Counter(tls=counts.get("tls", 0))
 
 
-async def _floor_pass(targets: list[tuple[str, int]], concurrency: int) -> Counter[str]:
-    return _tls_or_other(await floor.probe_all(targets, concurrency, TIMEOUTS.greeting,
-                                               TIMEOUTS.per_address))
-
-
-async def _floor_dns_pass(lab_dir: Path, domains: list[str], concurrency: int,
+async def _floor_dns_pass(config: ScanConfig, domains: list[str], concurrency: int,
                           policies: bool) -> tuple[Counter[str], int, int]:
-    lab = json.loads((lab_dir / "lab.json").read_text())
-    host, _, port = lab["resolver"].rpartition(":")
+    host, _, port = config.resolvers[0].rpartition(":")
+    t = config.timeouts
     out = await floor._resolve_and_probe(
-        domains, (host, int(port)), int(lab["smtp_port"]), concurrency, TIMEOUTS.greeting,
-        TIMEOUTS.per_address, policies=policies, dns_s=TIMEOUTS.dns_query)
-    return _tls_or_other(out["reached"]), out["probes"], out["dns_queries"]
+        domains, (host, int(port)), config.port, concurrency, t.greeting, t.per_address,
+        policies=policies, dns_s=t.dns_query)
+    return Counter(tls=out["reached"].get("tls", 0)), out["probes"], out["dns_queries"]
 
 
-def one_pass(layer: str, lab_dir: Path, targets: list[tuple[str, int]], domains: list[str],
-             concurrency: int, loop: str) -> dict[str, Any]:
+def one_pass(layer: str, config: ScanConfig, targets: list[tuple[str, int]],
+             domains: list[str], concurrency: int, loop: str) -> dict[str, Any]:
     """CPU of one layer over every target (the DNS layers: every address their domains lead
     to), how many probes there were, how many reached TLS, the DNS queries asked and the
     chains judged."""
     started = own_cpu_s()
     probes, queries = len(targets), 0
     if layer == "floor":
-        reached = event_loop.run(_floor_pass(targets, concurrency), loop)
+        reached = event_loop.run(_floor_pass(config, targets, concurrency), loop)
     elif layer.startswith("floor_dns"):
         reached, probes, queries = event_loop.run(_floor_dns_pass(
-            lab_dir, domains, concurrency, policies=layer == "floor_dns_policies"), loop)
+            config, domains, concurrency, policies=layer == "floor_dns_policies"), loop)
     else:
-        reached = event_loop.run(_scanner_pass(layer, lab_dir, targets, concurrency), loop)
+        reached = event_loop.run(_scanner_pass(layer, config, targets, concurrency), loop)
     cpu = own_cpu_s() - started
     return {"cpu_s": round(cpu, 3), "probes": probes, "dns_queries": queries,
             "ms_per_probe": round(1000 * cpu / max(probes, 1), 4), "tls": reached["tls"],
@@ -163,25 +175,22 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.lab is not None:
         return _measure(args.lab, args)
-    from scanner.lab.serve import LabProcess
-
     args.work.mkdir(parents=True, exist_ok=True)
-    with LabProcess.start("norway-2010", args.domains, 1,
-                          args.work / f"lab-norway-2010-{args.domains}-1",
-                          latency_ms=(20, 300), timeout=1800.0) as lab:
+    with national_lab(args.domains, args.work) as lab:
         return _measure(lab.directory, args)
 
 
 def _measure(lab_dir: Path, args: argparse.Namespace) -> int:
     from peers import cover_domains
 
+    config = scan_config(lab_dir)
     targets = lab_targets(lab_dir, args.limit, args.seed)
     # the DNS layers find the hosts through domains whose MX hosts cover the targets
     domains = cover_domains(lab_dir, {ip for ip, _ in targets})
     runs: dict[str, list[dict[str, Any]]] = {layer: [] for layer in LAYERS}
     for i in range(args.rounds):
         for layer in LAYERS if i % 2 == 0 else LAYERS[::-1]:
-            runs[layer].append(one_pass(layer, lab_dir, targets, domains, args.concurrency,
+            runs[layer].append(one_pass(layer, config, targets, domains, args.concurrency,
                                         args.loop))
     # the ratios are of the figures reported, so that they can be checked from the output
     ms = {layer: round(statistics.median(r["ms_per_probe"] for r in runs[layer]), 4)
