@@ -67,8 +67,8 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 
 def test_check_shares_the_step_timeouts_and_deadline_of_scan() -> None:
-    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    scan, check = _options(commands["scan"]), _options(commands["check"])
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    scan, check = _options(sub.choices["scan"]), _options(sub.choices["check"])
     timeouts = {s for s in scan if s.startswith("--timeout-")} | {"--deadline"}
     assert len(timeouts) == 7
     for flag in timeouts:  # the same definition: type, default and help

@@ -106,7 +106,8 @@ def test_lab_serve_says_what_it_serves_and_when_it_stops(tmp_path: Path) -> None
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0
-    assert rest.decode().strip() == f"lab stopped: every server closed, {tmp_path / 'lab.json'} removed"
+    assert rest.decode().strip() == \
+        f"lab stopped: every server closed, {tmp_path / 'lab.json'} removed"
     assert not (tmp_path / "lab.json").exists()
 
 
