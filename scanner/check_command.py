@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner import event_loop
+from scanner.domain_names import InvalidDomain, normalise_domain
 from scanner.pipeline import Scan
 from scanner.server_text import printable
 from scanner.sink.dataset import read_dataset
@@ -26,27 +27,45 @@ def _scan_namespace(args: argparse.Namespace, input_path: Path, output: Path
     parser = argparse.ArgumentParser()
     _add_scan_arguments(parser)
     ns = parser.parse_args([str(input_path), "-o", str(output)])
-    for name in ("resolver", "port", "trust_anchor", "ehlo_name", "lab", "deep"):
-        setattr(ns, name, getattr(args, name))
+    for name, value in vars(args).items():  # every option check shares with scan
+        if hasattr(ns, name) and name not in ("inputs", "output"):
+            setattr(ns, name, value)
     ns.deep_spacing = 0.2  # one domain: a short pause is polite enough
     return ns
 
 
-def check_domain(args: argparse.Namespace) -> dict[str, Any]:
-    """Scan one domain; its `domains` row, `domain_mx` edges and `hosts` rows as dicts."""
-    from scanner.cli import config_from_args
+#: Columns about the survey's input file and its bookkeeping, which mean nothing for one domain
+#: typed on the command line: `check --json` leaves them out (README, "check").
+INTERNAL_FIELDS = {"domain": ("source", "line_no", "input", "finished_at"),
+                   "edges": (), "hosts": ("started_at",)}
 
+
+def check_domain(args: argparse.Namespace) -> dict[str, Any]:
+    """Scan one domain; its `domains` row, `domain_mx` edges and `hosts` rows as dicts.
+
+    Raises CliError for a domain that is not a mail domain (the reason in one line).
+    """
+    from scanner.cli import CliError, config_from_args
+
+    try:
+        a_label, _unicode = normalise_domain(args.domain)
+    except InvalidDomain as exc:
+        raise CliError(f"{args.domain!r} is not a mail domain ({exc})") from None
     with tempfile.TemporaryDirectory(prefix="scanner-check-") as tmp:
         input_path = Path(tmp) / "domain.txt"
-        input_path.write_text(args.domain + "\n", encoding="utf-8")
+        input_path.write_text(a_label + "\n", encoding="utf-8")
         config, _notices = config_from_args(_scan_namespace(args, input_path, Path(tmp) / "out"))
         event_loop.run(Scan(config).run(), config.event_loop)
-        domain = read_dataset(config.output, "domains").to_pylist()
-        edges = read_dataset(config.output, "domain_mx").to_pylist()
-        hosts = read_dataset(config.output, "hosts").to_pylist()
-    for h in hosts:
-        h.pop("started_at", None)
-    return {"domain": domain[0] if domain else {}, "edges": edges, "hosts": hosts}
+        facts = {"domain": read_dataset(config.output, "domains").to_pylist(),
+                 "edges": read_dataset(config.output, "domain_mx").to_pylist(),
+                 "hosts": read_dataset(config.output, "hosts").to_pylist()}
+    for part, rows in facts.items():
+        for row in rows:
+            for name in INTERNAL_FIELDS[part]:
+                row.pop(name, None)
+    domain = facts.pop("domain")
+    return {"domain": domain[0] if domain else {}, **facts,
+            "checked_at": config.started_at.isoformat()}
 
 
 def _yes(value: bool | None) -> str:
@@ -112,10 +131,10 @@ def render_check(facts: dict[str, Any]) -> str:
 
 
 def run_check_command(args: argparse.Namespace) -> int:
-    """Print the check of one domain; 0 when the domain was scanned, 2 when the input is bad."""
+    """Print the check of one domain; 0 when the domain was scanned."""
     facts = check_domain(args)
     if args.json:
         print(json.dumps(facts, indent=2, sort_keys=True, default=str))
     else:
         print(render_check(facts))
-    return 2 if facts["domain"].get("status") == "invalid" else 0
+    return 0

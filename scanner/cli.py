@@ -13,6 +13,7 @@ import resource
 import shlex
 import signal
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -39,8 +40,17 @@ class CliError(Exception):
     """A one-line error for the user; no traceback."""
 
 
+#: The epilog of `scanner --help` and of the commands that scan.
+EXIT_CODES = """\
+exit codes:
+  0    finished
+  2    a one-line error (bad option or input, unwritable output, unreachable resolver)
+  3    stopped: the vantage point looks broken (e.g. outbound port 25 blocked)
+  130  interrupted (Ctrl-C, SIGTERM): rows written so far are kept; scan --resume continues"""
+
+
 def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
-    t, lim = Timeouts(), Limits()
+    lim = Limits()
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="domain lists: text, CSV top list (rank,domain) or zone file; .gz ok")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR",
@@ -56,17 +66,12 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
                    help="concurrent connections per mail server address (default 1)")
     p.add_argument("--per-provider", type=int, default=lim.per_provider,
                    help=f"concurrent connections per mail provider (default {lim.per_provider})")
-    p.add_argument("--dns-concurrency", type=int, default=lim.dns_in_flight)
-    p.add_argument("--timeout-dns", type=float, default=t.dns_query, metavar="S")
-    p.add_argument("--timeout-connect", type=float, default=t.connect, metavar="S")
-    p.add_argument("--timeout-greeting", type=float, default=t.greeting, metavar="S")
-    p.add_argument("--timeout-command", type=float, default=t.command, metavar="S")
-    p.add_argument("--timeout-starttls", type=float, default=t.starttls, metavar="S")
-    p.add_argument("--timeout-handshake", type=float, default=t.handshake, metavar="S")
-    p.add_argument("--deadline", type=float, default=t.per_address, metavar="S",
-                   help=f"whole-conversation deadline per address (default {t.per_address:g})")
+    p.add_argument("--dns-concurrency", type=int, default=lim.dns_in_flight,
+                   help=f"DNS queries in flight (default {lim.dns_in_flight})")
+    _add_timeout_arguments(p)
     p.add_argument("--ehlo-name", default=Identity().ehlo_name,
-                   help="the name this scan announces in EHLO: use a host you control")
+                   help="the name this scan announces in EHLO: use a host you control, with a "
+                        f"web page about the survey (default {Identity().ehlo_name})")
     p.add_argument("--trust-anchor", action="append", default=[], type=Path, metavar="PEM",
                    help="extra trusted roots, added to Mozilla's (repeatable)")
     p.add_argument("--exclude", type=Path, metavar="FILE",
@@ -87,8 +92,28 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deep-spacing", type=float, default=1.0, metavar="S",
                    help="pause before each extra --deep conversation with an address (default 1)")
     p.add_argument("--loop", choices=EVENT_LOOPS, default="auto",
-                   help="event loop: uvloop when installed (auto, the default; less CPU), "
-                        "or asyncio's own")
+                   help="event loop (default auto: uvloop when installed, less CPU; asyncio: "
+                        "the standard one)")
+
+
+def _add_timeout_arguments(p: argparse.ArgumentParser) -> None:
+    """The step timeouts and the per-address deadline: shared by scan and check."""
+    t = Timeouts()
+    p.add_argument("--timeout-dns", type=float, default=t.dns_query, metavar="S",
+                   help=f"seconds per DNS query, {t.dns_tries} tries (default {t.dns_query:g})")
+    p.add_argument("--timeout-connect", type=float, default=t.connect, metavar="S",
+                   help=f"seconds for the TCP connect (default {t.connect:g})")
+    p.add_argument("--timeout-greeting", type=float, default=t.greeting, metavar="S",
+                   help=f"seconds to wait for the server's greeting (default {t.greeting:g})")
+    p.add_argument("--timeout-command", type=float, default=t.command, metavar="S",
+                   help=f"seconds for the reply to EHLO or QUIT (default {t.command:g})")
+    p.add_argument("--timeout-starttls", type=float, default=t.starttls, metavar="S",
+                   help=f"seconds for the reply to STARTTLS (default {t.starttls:g})")
+    p.add_argument("--timeout-handshake", type=float, default=t.handshake, metavar="S",
+                   help=f"seconds for the TLS handshake (default {t.handshake:g})")
+    p.add_argument("--deadline", type=float, default=t.per_address, metavar="S",
+                   help=f"seconds for the whole conversation with one address: stops tarpits "
+                        f"(default {t.per_address:g})")
 
 
 def read_exclusions(path: Path) -> Exclusions:
@@ -215,58 +240,106 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return run_check_command(args)
 
 
+#: What `scanner --help` says the tool is.
+DESCRIPTION = """\
+Survey how the mail servers of a list of domains protect mail in transit: find each domain's
+MX hosts, talk to every address on port 25 (EHLO, STARTTLS, TLS handshake; never MAIL, RCPT
+or DATA), judge the TLS session and the certificate chain, and write Parquet datasets from
+which the survey tables, reports and notebooks are read."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help wrapped without breaking flag names or values at their hyphens (`--timeout-dns`,
+    `starttls-survey.invalid`); a text of several lines (the exit codes) kept as written."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent,
+                             subsequent_indent=indent, break_on_hyphens=False)
+
+
+def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str,
+             **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand whose --help opens with its one-line summary."""
+    kwargs.setdefault("description", summary[:1].upper() + summary[1:] + ".")
+    return sub.add_parser(name, help=summary, formatter_class=HelpFormatter, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
-    parser = argparse.ArgumentParser(prog="scanner", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    scan = sub.add_parser("scan", help="survey the mail servers of a list of domains")
+    import scanner
+
+    parser = argparse.ArgumentParser(prog="scanner", description=DESCRIPTION, epilog=EXIT_CODES,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {scanner.__version__}",
+                        help="print the scanner's version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    scan = _command(sub, "scan", "survey the mail servers of a list of domains",
+                    epilog=EXIT_CODES)
     _add_scan_arguments(scan)
     scan.set_defaults(func=_cmd_scan)
-    demo = sub.add_parser("demo", help="start the lab, scan the sample list, print the tables")
-    demo.add_argument("--out", type=Path, default=Path("results/demo"))
-    demo.add_argument("--domains", type=int, default=200)
+    demo = _command(sub, "demo", "start the lab, scan the sample list, print the tables",
+                    epilog=EXIT_CODES)
+    demo.add_argument("--out", type=Path, default=Path("results/demo"), metavar="OUTDIR",
+                      help="results directory, replaced if it exists (default results/demo)")
+    demo.add_argument("--domains", type=int, default=200, metavar="N",
+                      help="domains in the lab's population; 200 scans the bundled sample list "
+                           "(default 200)")
     demo.set_defaults(func=_cmd_demo)
-    stats = sub.add_parser("stats", help="survey tables from a results directory")
-    stats.add_argument("outdir", type=Path)
+    stats = _command(sub, "stats", "survey tables from a results directory")
+    stats.add_argument("outdir", type=Path, metavar="OUTDIR",
+                       help="a results directory written by scanner scan")
     stats.add_argument("--format", choices=("table", "markdown", "json", "csv"),
-                       default="table")
+                       help="output format (default table; with --failing csv, or json)")
     stats.add_argument("--by", choices=("provider", "tld", "mx"),
-                       help="the tables per mail provider, top-level domain or primary MX host")
-    stats.add_argument("--top", type=int, metavar="N", help="with --by: only the N biggest groups")
+                       help="the tables per mail provider, top-level domain or primary MX host "
+                            "(default: one table for the whole scan)")
+    stats.add_argument("--top", type=int, metavar="N",
+                       help="with --by: only the N biggest groups (default: all)")
     stats.add_argument("--failing", nargs="?", const="starttls", choices=("starttls", "strict"),
                        help="CSV of mail domains without STARTTLS (or strict TLS) on every MX, "
                             "grouped by --by (default provider), for outreach")
     stats.set_defaults(func=_cmd_stats)
-    compare = sub.add_parser("compare", help="what changed between two scans of one population")
-    compare.add_argument("old", type=Path, metavar="OLD")
-    compare.add_argument("new", type=Path, metavar="NEW")
+    compare = _command(sub, "compare", "what changed between two scans of one population")
+    compare.add_argument("old", type=Path, metavar="OLD", help="the earlier results directory")
+    compare.add_argument("new", type=Path, metavar="NEW", help="the later results directory")
     compare.add_argument("--format", choices=("table", "markdown", "json", "csv"),
-                         default="table")
+                         default="table", help="output format (default table)")
     compare.add_argument("--list", type=int, default=50, metavar="N",
                          help="list at most N changed domains per direction (default 50)")
     compare.add_argument("--vantage", action="store_true",
                          help="OLD and NEW scanned the same hosts from two vantage points: list "
                               "hosts offering STARTTLS at one only (stripping, masking)")
     compare.set_defaults(func=_cmd_compare)
-    report = sub.add_parser("report", help="one self-contained HTML report of one or more scans")
+    report = _command(sub, "report", "one self-contained HTML report of one or more scans")
     report.add_argument("outdirs", nargs="+", type=Path, metavar="OUTDIR",
                         help="results directories; several give trends over time")
     report.add_argument("-o", "--output", type=Path, default=Path("report.html"),
                         help="the HTML file to write (default report.html)")
     report.set_defaults(func=_cmd_report)
-    check = sub.add_parser("check", help="every fact about one domain, for a person")
-    check.add_argument("domain")
-    check.add_argument("--resolver", action="append", default=[], metavar="HOST[:PORT]")
+    check = _command(sub, "check", "every fact about one domain, for a person",
+                     description="Every fact about one domain, for a person: the same pipeline "
+                                 "as a scan, printed edge by edge.", epilog=EXIT_CODES)
+    check.add_argument("domain", metavar="DOMAIN", help="the mail domain to check")
+    check.add_argument("--resolver", action="append", default=[], metavar="HOST[:PORT]",
+                       help="DNS resolver to use (repeatable; default: the system's resolvers)")
     check.add_argument("--port", type=int, default=25, help="SMTP port (default 25)")
-    check.add_argument("--trust-anchor", action="append", default=[], type=Path, metavar="PEM")
-    check.add_argument("--ehlo-name", default=Identity().ehlo_name)
+    check.add_argument("--trust-anchor", action="append", default=[], type=Path, metavar="PEM",
+                       help="extra trusted roots, added to Mozilla's (repeatable)")
+    check.add_argument("--ehlo-name", default=Identity().ehlo_name,
+                       help=f"the name announced in EHLO (default {Identity().ehlo_name})")
     check.add_argument("--lab", type=Path, metavar="LABDIR", help="check a domain of a running lab")
     check.add_argument("--json", action="store_true", help="the rows as JSON instead of text")
     check.add_argument("--deep", action="store_true", help="also test TLS versions and DHE")
+    _add_timeout_arguments(check)
     check.set_defaults(func=_cmd_check)
     from scanner.lab.cli import add_lab_commands
 
-    add_lab_commands(sub)
+    add_lab_commands(sub, formatter_class=HelpFormatter)
     return parser
 
 

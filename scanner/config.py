@@ -7,6 +7,7 @@ manifest (`to_json`), so every result set says how it was produced.
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,27 @@ EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 class ConfigError(ValueError):
     """A configuration problem found at start-up: reported as one line, never a traceback."""
+
+
+#: The command-line flag that sets each checked field, by its path in ScanConfig: error
+#: messages name what the user typed (`--deadline`), not the field (`timeouts.per_address`).
+FLAGS = {
+    "port": "--port", "limit": "--limit", "source_address": "--source-address",
+    "deep_spacing_s": "--deep-spacing", "event_loop": "--loop",
+    "timeouts.dns_query": "--timeout-dns", "timeouts.connect": "--timeout-connect",
+    "timeouts.greeting": "--timeout-greeting", "timeouts.command": "--timeout-command",
+    "timeouts.starttls": "--timeout-starttls", "timeouts.handshake": "--timeout-handshake",
+    "timeouts.per_address": "--deadline",
+    "limits.max_in_flight": "--concurrency", "limits.per_address": "--per-address",
+    "limits.per_provider": "--per-provider", "limits.dns_in_flight": "--dns-concurrency",
+    "limits.batch_rows": "--batch-rows",
+    "identity.ehlo_name": "--ehlo-name",
+}
+
+
+def flag(path: str) -> str:
+    """The flag that sets a field (`limits.max_in_flight` -> `--concurrency`), else its name."""
+    return FLAGS.get(path, path.rpartition(".")[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +60,10 @@ class Timeouts:
     def __post_init__(self) -> None:
         for name in ("dns_query", "connect", "greeting", "command", "starttls", "handshake",
                      "per_address"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"timeout {name} must be positive")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{flag('timeouts.' + name)} must be a positive number of "
+                                  f"seconds, not {value:g}")
         if self.dns_tries < 1:
             raise ConfigError("dns_tries must be at least 1")
 
@@ -60,7 +84,8 @@ class Limits:
         for name in ("max_in_flight", "per_address", "per_provider", "dns_in_flight",
                      "domains_in_flight", "batch_rows"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"limit {name} must be at least 1")
+                raise ConfigError(f"{flag('limits.' + name)} must be at least 1, "
+                                  f"not {getattr(self, name)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +96,8 @@ class Identity:
 
     def __post_init__(self) -> None:
         if not self.ehlo_name or any(c.isspace() for c in self.ehlo_name):
-            raise ConfigError("EHLO name must be a non-empty host name without spaces")
+            raise ConfigError(f"{flag('identity.ehlo_name')} must be a non-empty host name "
+                              "without spaces")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,20 +154,23 @@ class ScanConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
-            raise ConfigError(f"port {self.port} is not in 1..65535")
+            raise ConfigError(f"{flag('port')} {self.port} is not in 1..65535")
         if self.limit is not None and self.limit < 1:
-            raise ConfigError("--limit must be at least 1")
+            raise ConfigError(f"{flag('limit')} must be at least 1, not {self.limit}")
+        if not (math.isfinite(self.deep_spacing_s) and self.deep_spacing_s >= 0):
+            raise ConfigError(f"{flag('deep_spacing_s')} must be 0 or more seconds, "
+                              f"not {self.deep_spacing_s:g}")
         if self.started_at.tzinfo is None:
             raise ConfigError("started_at must be timezone-aware")
         if self.event_loop not in EVENT_LOOPS:
-            raise ConfigError(f"unknown event loop {self.event_loop!r}: choose one of "
-                              f"{', '.join(EVENT_LOOPS)}")
+            raise ConfigError(f"{flag('event_loop')}: unknown event loop {self.event_loop!r}: "
+                              f"choose one of {', '.join(EVENT_LOOPS)}")
         if self.source_address is not None:
             try:
                 ipaddress.ip_address(self.source_address)
             except ValueError:
-                raise ConfigError(
-                    f"source address {self.source_address!r} is not an IP address") from None
+                raise ConfigError(f"{flag('source_address')} {self.source_address!r} is not an "
+                                  "IP address") from None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict for the manifest."""

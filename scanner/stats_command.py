@@ -60,14 +60,24 @@ def stat_rows(stats: dict[str, Any]) -> list[tuple[str, str, int, int, float | N
             rows.append((section, key, n, tls, pct(n, tls)))
     dist = stats.get("distributions")
     if dist:
-        rows.append(("dh_sizes", "logjam_exposed_le_1024", dist["dh_logjam_exposed"],
-                     dist["tls_hosts"], pct(dist["dh_logjam_exposed"], dist["tls_hosts"])))
         for section, denominator in _DIST_SECTIONS:
             of = dist[denominator]
             for key, n in dist[section].items():
                 rows.append((section, key, n, of, pct(n, of)))
+            if section == "dh_sizes":  # a table's rows stay together: render heads each run
+                rows.append((section, "logjam_exposed_le_1024", dist["dh_logjam_exposed"], of,
+                             pct(dist["dh_logjam_exposed"], of)))
     rows += policy_rows(stats.get("policies"))
     return rows
+
+
+#: Width of the key column of the text tables; longer keys (issuers, banners) are cut to it.
+KEY_WIDTH = 40
+
+
+def fit(text: str, width: int) -> str:
+    """`text`, cut to `width` characters with an ellipsis when longer (a column stays aligned)."""
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def table_text(text: str, markdown: bool = False) -> str:
@@ -143,38 +153,54 @@ def render(stats: dict[str, Any], fmt: str) -> str:
             else:
                 lines += ["", f"{table}"]
         shown = "-" if percent is None else f"{percent:.1f}%"
-        key = table_text(key, markdown=fmt == "markdown")
         if fmt == "markdown":
-            lines.append(f"| {key} | {n} | {of} | {shown} |")
+            lines.append(f"| {table_text(key, markdown=True)} | {n} | {of} | {shown} |")
         else:
-            lines.append(f"  {key:<28} {n:>9} / {of:<9} {shown:>7}")
+            lines.append(f"  {fit(table_text(key), KEY_WIDTH):<{KEY_WIDTH}} {n:>9} / {of:<9} "
+                         f"{shown:>7}")
     return "\n".join(lines).lstrip("\n")
+
+
+def argument_error(args: argparse.Namespace) -> str | None:
+    """Why these `stats` options cannot go together, or None: an option is never ignored."""
+    if args.top is not None:
+        if args.top < 1:
+            return f"--top must be at least 1, not {args.top}"
+        if args.failing:
+            return "--top applies to the --by tables, not to --failing"
+        if not args.by:
+            return "--top needs --by provider|tld|mx"
+    if args.failing and args.format not in (None, "csv", "json"):
+        return f"--failing writes CSV (or JSON with --format json), not --format {args.format}"
+    return None
 
 
 def run_stats_command(args: argparse.Namespace) -> int:
     """Print the survey tables of a results directory."""
     outdir: Path = args.outdir
-    if not (outdir / "domains").is_dir():
-        print(f"scanner: error: {outdir} holds no scan results (no domains/ dataset)",
-              file=sys.stderr)
+    problem = argument_error(args)
+    if problem is None and not (outdir / "domains").is_dir():
+        problem = f"{outdir} holds no scan results (no domains/ dataset)"
+    if problem is not None:
+        print(f"scanner: error: {problem}", file=sys.stderr)
         return 2
-    by, failing = getattr(args, "by", None), getattr(args, "failing", None)
+    by, failing = args.by, args.failing
     if failing:
         # outreach lists are for spreadsheets: CSV unless JSON was asked for
         rows = list(failing_domains(outdir, failing, by or "provider"))
-        fmt = "json" if args.format == "json" else "csv"
+        fmt = args.format or "csv"
         columns = [by or "provider", "group_failing", "domain", "starttls_class",
                    "strict_class", "mx_hostnames"]
         print(render_rows(rows, fmt, columns), end="" if fmt == "csv" else "\n")
     elif by:
         groups = grouped_stats(outdir, by, top=args.top)
-        if args.format == "json":
+        fmt = args.format or "table"
+        if fmt == "json":
             print(json.dumps(groups, indent=2))
         else:
             rows = group_rows(groups)
             columns = list(rows[0]) if rows else ["group"]
-            print(render_rows(rows, args.format, columns), end="" if args.format == "csv"
-                  else "\n")
+            print(render_rows(rows, fmt, columns), end="" if fmt == "csv" else "\n")
     else:
-        print(render(survey_stats(outdir), args.format))
+        print(render(survey_stats(outdir), args.format or "table"))
     return 0

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
+import os
+import re
+import selectors
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from dnslib import RCODE, DNSRecord
 
@@ -51,6 +59,56 @@ def test_lab_process_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None
     assert not (tmp_path / "lab.json").exists()
     with pytest.raises(OSError):
         _greeting(valid, lab.smtp_port)
+
+
+def _lines_until(proc: subprocess.Popen[bytes], last: str, timeout: float) -> list[str]:
+    """The process's stdout lines up to one starting with `last` (or fail on time)."""
+    assert proc.stdout is not None
+    data = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while not any(line.startswith(last.encode()) for line in data.split(b"\n")[:-1]):
+            assert sel.select(max(0.0, deadline - time.monotonic())), f"no {last!r}: {data!r}"
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            assert chunk, f"stdout closed before {last!r}: {data!r}"
+            data += chunk
+    return data.decode().splitlines()
+
+
+def test_lab_serve_says_what_it_serves_and_when_it_stops(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scanner", "lab", "serve", "--profile", "mixed", "--domains", "60",
+         "--seed", "3", "--dir", str(tmp_path), "--latency-ms", "0",
+         "--strip-client", "127.0.0.9"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        ready = _lines_until(proc, "stop it:", timeout=60)
+        info = json.loads((tmp_path / "lab.json").read_text())
+        assert info["pid"] == proc.pid
+        shown = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in ready[1:-2])
+        assert ready[0] == "lab ready: profile mixed, 60 domains, seed 3"
+        assert shown["domains"].startswith(f"{tmp_path / 'domains.txt'} ")
+        ips = sorted(ipaddress.ip_address(ip) for ip in
+                     pq.read_table(tmp_path / "truth" / "hosts.parquet").column("ip").to_pylist())
+        assert shown["addresses"].startswith(f"{info['hosts']} mail hosts, {ips[0]} to {ips[-1]} (")
+        assert shown["resolver"] == info["resolver"]
+        assert shown["SMTP port"] == str(info["smtp_port"])
+        assert shown["MTA-STS"] == f"HTTPS port {info['mta_sts_port']}"
+        assert shown["CA file"] == info["ca_pem"] and Path(info["ca_pem"]).is_file()
+        assert shown["lab.json"] == str(tmp_path / "lab.json")
+        assert "127.0.0.9" in shown["stripping"]
+        assert f"--lab {tmp_path}" in ready[-2]
+        os.kill(proc.pid, signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert rest.decode().strip() == \
+        f"lab stopped: every server closed, {tmp_path / 'lab.json'} removed"
+    assert not (tmp_path / "lab.json").exists()
 
 
 def test_lab_process_reports_a_failed_start(tmp_path: Path) -> None:

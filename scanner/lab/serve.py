@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,11 +71,13 @@ async def run_lab(profile: str, n_domains: int, seed: int, directory: Path, *,
                   smtp_port: int = 0, dns_port: int = 0,
                   latency_ms: tuple[int, int] | None = None, greet_pause_s: float = 0.3,
                   strip_clients: Sequence[str] = (),
-                  ready: asyncio.Event | None = None) -> None:
+                  ready: asyncio.Event | None = None,
+                  on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
     """Serve a lab population until cancelled, SIGINT or SIGTERM; then stop cleanly.
 
     Clients connecting from an address in `strip_clients` see every host through a stripping
     middlebox (STARTTLS rewritten to `XXXXXXXA`): a second vantage point by client address.
+    `on_ready` gets lab.json's content, with its path and the hosts' addresses, once ready.
     """
     strip_clients = sorted(set(strip_clients))
     directory = directory.resolve()
@@ -86,6 +89,11 @@ async def run_lab(profile: str, n_domains: int, seed: int, directory: Path, *,
     pki = LabPki.create(directory, datetime.now(UTC))
     add_policy_records(population, zone, pki)
     n_hosts = len(population.hosts)
+    ips = sorted((ipaddress.ip_address(h.ip) for h in population.hosts), key=lambda a: (
+        a.version, a))
+    addresses = {"first_address": str(ips[0]) if ips else None,
+                 "last_address": str(ips[-1]) if ips else None,
+                 "listening": sum(h.listens for h in population.hosts)}
     async with contextlib.AsyncExitStack() as stack:
         dns = await start_dns_server(zone, port=dns_port)
         stack.push_async_callback(dns.close)
@@ -108,14 +116,17 @@ async def run_lab(profile: str, n_domains: int, seed: int, directory: Path, *,
         stop = asyncio.Event()
         stack.enter_context(_stop_on_signals(stop))
         stack.callback(lab_json.unlink, missing_ok=True)
-        _write_atomically(lab_json, {
+        info = {
             "resolver": dns.address, "smtp_port": fleets.port, "mta_sts_port": sts.port,
             "strip_port": strip_port, "strip_clients": strip_clients,
             "control": server_address(control), "ca_pem": str(pki.ca_pem),
             "profile": profile, "domains": n_domains, "seed": seed, "hosts": n_hosts,
-            "pid": os.getpid(), "directory": str(directory)})
+            "pid": os.getpid(), "directory": str(directory)}
+        _write_atomically(lab_json, info)
         if ready is not None:
             ready.set()
+        if on_ready is not None:
+            on_ready({**info, **addresses, "lab_json": str(lab_json)})
         await stop.wait()
 
 
