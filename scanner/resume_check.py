@@ -50,7 +50,7 @@ RESULT_SETTINGS: Mapping[str, str] = {
     "deep": "--deep",
     "deep_spacing_s": "--deep-spacing",
     "source_address": "--source-address",
-    "vantage": "vantage name",
+    "vantage": "vantage name (ScanConfig.vantage)",
 }
 
 #: Settings that change only how fast (or how politely) the same measurements are made.

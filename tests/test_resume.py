@@ -3,7 +3,10 @@ resume with other inputs or other result settings is refused; counts cover the w
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import gzip
+import hashlib
 import json
 import os
 import random
@@ -12,15 +15,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
-
-import hashlib
-from collections import Counter
 
 import pyarrow.parquet as pq
 import pytest
 
+from scanner.cli import build_parser
+from scanner.config import ScanConfig
+from scanner.resume_check import RESULT_SETTINGS, RUN_FIELDS, SPEED_SETTINGS
 from scanner.sink.dataset import read_dataset, read_manifest
 
 FAST = ["--timeout-dns", "0.5", "--timeout-connect", "1", "--timeout-greeting", "1.5",
@@ -365,3 +369,27 @@ def test_counts_after_resumes_cover_the_whole_scan(fake_internet: Any, tmp_path:
     # the final summary speaks of the whole scan too
     assert (f"scanned 204 domains ({last['domains']} in this run, {killed_at['domains']} "
             f"before), {whole['probes']} mail server addresses probed") in final.stdout
+
+
+def _config_paths(cls: type, prefix: str = "") -> set[str]:
+    """Every leaf field of ScanConfig by its path in to_json() (Exclusions is one setting)."""
+    paths: set[str] = set()
+    for f in dataclasses.fields(cls):
+        path = prefix + f.name
+        if f.name in ("timeouts", "limits", "identity", "trust"):
+            paths |= _config_paths(type(getattr(ScanConfig(output=Path("x")), f.name)),
+                                   path + ".")
+        else:
+            paths.add(path)
+    return paths
+
+
+def test_every_config_field_is_classified_once() -> None:
+    classes = [set(RESULT_SETTINGS), set(SPEED_SETTINGS), set(RUN_FIELDS)]
+    assert _config_paths(ScanConfig) == set.union(*classes)
+    assert sum(map(len, classes)) == len(set.union(*classes))
+    # the names a refusal lists are the flags the user typed
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    flags = set(sub.choices["scan"]._option_string_actions)
+    for name in [*RESULT_SETTINGS.values(), *SPEED_SETTINGS.values()]:
+        assert name in flags or "(" in name, name
