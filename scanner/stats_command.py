@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from scanner.scan_status import scan_warnings
 from scanner.server_text import printable
 from scanner.stats import (
     DOMAIN_CLASSES,
@@ -158,6 +159,8 @@ def run_stats_command(args: argparse.Namespace) -> int:
         print(f"scanner: error: {outdir} holds no scan results (no domains/ dataset)",
               file=sys.stderr)
         return 2
+    for warning in scan_warnings(outdir):  # stderr: stdout stays a clean table, CSV or JSON
+        print(f"scanner: {warning}", file=sys.stderr)
     by, failing = getattr(args, "by", None), getattr(args, "failing", None)
     if failing:
         # outreach lists are for spreadsheets: CSV unless JSON was asked for
