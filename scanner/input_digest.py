@@ -94,6 +94,18 @@ def _zone_owner_key(raw: str) -> str:
     return raw.lower()
 
 
+def _zone_records(candidates: Iterator[tuple[int, str, str | None]]) -> int:
+    """Distinct delegated owners; an owner's further NS records mostly follow its first."""
+    records = 0
+    previous = None
+    with NameSet() as owners:
+        for _line_no, raw, _reason in candidates:
+            if raw != previous and owners.add(_zone_owner_key(raw)):
+                records += 1
+            previous = raw
+    return records
+
+
 def fingerprint_input(path: Path, spool: IO[str] | None = None) -> InputFingerprint:
     """Fingerprint one input file (InputError when it cannot be read as a domain list)."""
     with open_text(Path(path)) as opened:
@@ -101,8 +113,7 @@ def fingerprint_input(path: Path, spool: IO[str] | None = None) -> InputFingerpr
         lines = _Counted(opened.read_lines(), spool)
         candidates = record_candidates(kind, lines)
         if kind == "zone":
-            with NameSet() as owners:
-                records = sum(1 for _n, raw, _r in candidates if owners.add(_zone_owner_key(raw)))
+            records = _zone_records(candidates)
         else:
             records = sum(1 for _ in candidates)
         compression = f"+{opened.compression}" if opened.compression else ""
