@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from scanner.config import ScanConfig
@@ -36,8 +35,9 @@ from scanner.records import (
 )
 from scanner.resume_check import ResumeCheck, check_resume
 from scanner.rollup import rollup_domain, rollup_excluded, rollup_invalid
+from scanner.scan_counts import ScanCounts, committed_counts
 from scanner.sink.manifest import ScanManifest
-from scanner.sink.parquet import DatasetWriter, ResumeState
+from scanner.sink.parquet import DatasetWriter
 from scanner.sink.summary import HostSummary
 from scanner.slot_gate import SlotGate
 from scanner.status import InputStatus
@@ -65,42 +65,6 @@ class _NoProgress:
 
     def on_probe_done(self, record: HostRecord) -> None:
         pass
-
-
-@dataclass(slots=True)
-class ScanCounts:
-    """Totals of one run, or of a whole scan, for the manifest and the final summary."""
-
-    domains: int = 0
-    skipped_resumed: int = 0  # input lines already done when the run started (resume)
-    probes: int = 0
-    probes_resumed: int = 0  # addresses already probed when the run started (resume)
-    certificates: int = 0
-    classes: dict[str, int] = field(default_factory=dict)
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-    def plus(self, other: ScanCounts) -> ScanCounts:
-        """These counts and another run's together (the resumed-from counts stay this one's)."""
-        def merged(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-            return {k: a.get(k, 0) + b.get(k, 0) for k in a.keys() | b.keys()}
-
-        return ScanCounts(domains=self.domains + other.domains,
-                          skipped_resumed=self.skipped_resumed, probes=self.probes + other.probes,
-                          probes_resumed=self.probes_resumed,
-                          certificates=self.certificates + other.certificates,
-                          classes=merged(self.classes, other.classes),
-                          outcomes=merged(self.outcomes, other.outcomes))
-
-
-def committed_counts(state: ResumeState) -> ScanCounts:
-    """What earlier runs committed, from the data itself: right after a SIGKILL too, when
-    their manifest counts are stale."""
-    outcomes: dict[str, int] = {}
-    for summary in state.hosts.values():
-        outcomes[summary.outcome.value] = outcomes.get(summary.outcome.value, 0) + 1
-    return ScanCounts(domains=sum(state.classes.values()), probes=len(state.hosts),
-                      certificates=len(state.certificates), classes=dict(state.classes),
-                      outcomes=outcomes)
 
 
 class Scan:
@@ -146,10 +110,8 @@ class Scan:
         if self.inputs is None:
             inputs = digest_inputs(self.config.inputs)
             try:
-                if self.config.resume:
+                if self.config.resume:  # its notices are the caller's to show
                     self.resume_check = check_resume(self.config, inputs)
-                    for notice in self.resume_check.notices:
-                        log.warning("%s", notice)
             except BaseException:
                 inputs.remove_copies()
                 raise
@@ -216,8 +178,9 @@ class Scan:
                 await resolver.close()
                 if policies is not None:
                     await policies.close()
-                manifest.finish(state_name, self._manifest_counts(self.whole),
-                                run_counts=self._manifest_counts(self.counts))
+                stats = self.input_stats.as_dict()
+                manifest.finish(state_name, self.whole.to_manifest(stats),
+                                run_counts=self.counts.to_manifest(stats))
         return self.counts
 
     def _inputs(self) -> Iterator[DomainInput]:
@@ -232,13 +195,6 @@ class Scan:
                 self.counts.skipped_resumed += 1
                 continue
             yield item
-
-    def _manifest_counts(self, c: ScanCounts) -> dict[str, object]:
-        return {"domains": c.domains, "domains_resumed": c.skipped_resumed, "probes": c.probes,
-                "probes_resumed": c.probes_resumed, "certificates": c.certificates,
-                "starttls_class": dict(sorted(c.classes.items())),
-                "outcome": dict(sorted(c.outcomes.items())),
-                "inputs": self.input_stats.as_dict()}
 
     async def _domain(self, item: DomainInput, resolver: MailResolver, analyser: HostAnalyser,
                       writer: DatasetWriter, domain_sem: SlotGate) -> None:

@@ -12,9 +12,10 @@ from scanner.config import ScanConfig
 from scanner.dns import MailResolver
 from scanner.gc_policy import bulk_collector, release_freed_memory
 from scanner.inputs import InputError, check_inputs
-from scanner.pipeline import Scan, ScanCounts
+from scanner.pipeline import Scan
 from scanner.records import DomainRecord, HostRecord
 from scanner.resume_check import ResumeRefused
+from scanner.scan_counts import ScanCounts
 from scanner.sink.parquet import OutputError
 from scanner.vantage import VantageFailure
 
