@@ -119,6 +119,11 @@ def test_compare_with_an_interrupted_scan_warns_and_carries_its_state(
         assert result["old"]["state"] == "finished" and result["old"]["warnings"] == []
     same = _run("compare", str(finished), str(finished), "--format", fmt)
     assert same.returncode == 0 and same.stderr == "", same.stderr
+    vantage = _run("compare", "--vantage", str(finished), str(interrupted), "--format", fmt)
+    assert vantage.returncode == 0, vantage.stderr
+    assert _warnings(vantage.stderr) == warnings
+    if fmt == "json":
+        assert json.loads(vantage.stdout)["b"]["scan"]["state"] == "interrupted"
 
 
 def test_report_of_an_interrupted_scan_shows_the_warning(
