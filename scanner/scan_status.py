@@ -57,6 +57,10 @@ def scan_status(outdir: Path) -> ScanStatus:
     records = manifest.get("input_records")
     records = records if isinstance(records, int) else None
     limit = (manifest.get("config") or {}).get("limit")
+    runs = manifest.get("runs") or [{}]
+    last_changes = runs[-1].get("config_changes") or {}
+    if "limit" in last_changes:  # a resumed run with another --limit (or none)
+        limit = last_changes["limit"]
     return ScanStatus(
         outdir=str(outdir), state=manifest.get("state"), input_records=records, rows=rows,
         missing=None if records is None else max(0, records - rows),

@@ -184,6 +184,15 @@ def test_a_limited_scan_says_what_was_not_scanned(fake_internet: Any, tmp_path: 
     rows = read_dataset(out, "domains").num_rows
     assert f"--limit 30; {rows} of 204 input records have a row, {204 - rows} were not" \
            in warning
+    # the limit that counts is the last run's
+    for limit in (["--limit", "60"], []):
+        proc = subprocess.run([*_scan_args(fake_internet, out), "--resume", *limit],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        if limit:
+            (warning,) = scan_warnings(out)
+            assert "--limit 60;" in warning
+    assert scan_warnings(out) == []
 
 
 @pytest.mark.parametrize("name", ["survey_statistics", "trend"])
