@@ -76,7 +76,13 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
                    help="extra trusted roots, added to Mozilla's (repeatable)")
     p.add_argument("--exclude", type=Path, metavar="FILE",
                    help="domains and CIDR networks never contacted (one per line)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted scan")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the scan in OUTDIR; refused when the inputs or an option "
+                        "that changes results differ from the scan's (default: a new scan)")
+    p.add_argument("--override-config", action="store_true",
+                   help="with --resume: accept changed result-altering options (timeouts, "
+                        "resolver, EHLO name, exclusions...) and record them in the manifest "
+                        "(default: refuse them)")
     p.add_argument("--limit", type=int, metavar="N", help="scan only the first N domains")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--lab", type=Path, metavar="LABDIR",
@@ -171,6 +177,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
     for anchor in anchors:
         if not anchor.is_file():
             raise CliError(f"trust anchor {anchor} does not exist")
+    if args.override_config and not args.resume:
+        raise CliError("--override-config applies only with --resume")
     concurrency, notice = capped_concurrency(args.concurrency, args.dns_concurrency)
     if notice:
         notices.append(notice)
@@ -186,7 +194,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
                       batch_rows=args.batch_rows),
         identity=Identity(ehlo_name=args.ehlo_name), exclusions=exclusions,
         trust=TrustStore(extra_anchors=tuple(anchors)), lab_mode=lab_mode,
-        resume=args.resume, limit=args.limit, mta_sts_port=mta_sts_port, deep=args.deep,
+        resume=args.resume, override_config=args.override_config, limit=args.limit,
+        mta_sts_port=mta_sts_port, deep=args.deep,
         policies=args.policies, deep_spacing_s=args.deep_spacing,
         source_address=args.source_address, event_loop=event_loop.resolve(args.loop))
     return config, notices

@@ -115,6 +115,10 @@ def run_compare_command(args: argparse.Namespace) -> int:
             print(f"scanner: error: {outdir} holds no scan results (no domains/ dataset)",
                   file=sys.stderr)
             return 2
-    text = render_compare(compare(args.old, args.new), args.format, args.list)
+    result = compare(args.old, args.new)
+    for side in ("old", "new"):
+        for warning in result[side]["warnings"]:
+            print(f"scanner: {warning}", file=sys.stderr)
+    text = render_compare(result, args.format, args.list)
     print(text, end="" if args.format == "csv" else "\n")
     return 0

@@ -6,6 +6,7 @@ manifest (`to_json`), so every result set says how it was produced.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 from dataclasses import asdict, dataclass, field
@@ -113,6 +114,11 @@ class Exclusions:
         labels = domain.split(".")
         return any(".".join(labels[i:]) in self.domains for i in range(len(labels)))
 
+    def sha256(self) -> str:
+        """Hex digest of the parsed list: equal for the same entries in any order or spelling."""
+        text = "\n".join([*sorted(self.domains), "", *sorted(str(n) for n in self.networks)])
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def excludes_address(self, ip: str) -> bool:
         """True when the address falls in a listed network."""
         addr = ipaddress.ip_address(ip)
@@ -142,6 +148,7 @@ class ScanConfig:
     trust: TrustStore = field(default_factory=TrustStore)
     lab_mode: bool = False  # loopback/private MX addresses are probed (the lab lives there)
     resume: bool = False
+    override_config: bool = False  # --override-config: resume despite result-altering changes
     limit: int | None = None  # scan only the first N valid domains
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     vantage: str = ""
@@ -195,6 +202,7 @@ class ScanConfig:
             "domains": len(self.exclusions.domains),
             "networks": [str(n) for n in self.exclusions.networks],
             "source": self.exclusions.source,
+            "sha256": self.exclusions.sha256(),
         }
         result: dict[str, Any] = convert(data)
         return result

@@ -25,7 +25,8 @@ from scanner.records import DomainInput
 from scanner.status import InputStatus
 from scanner.zone_file import delegated_owners, looks_like_zone
 
-__all__ = ["INPUT_REASONS", "InputError", "InputStats", "check_inputs", "read_domains"]
+__all__ = ["INPUT_REASONS", "InputError", "InputStats", "check_inputs", "detect_format",
+           "read_domains", "record_candidates"]
 
 #: Reasons on invalid rows: the name's (domain_names.REASONS) and the line's.
 INPUT_REASONS = REASONS | {
@@ -201,3 +202,18 @@ _CANDIDATES: dict[str, Callable[[Iterable[tuple[int, str]]],
                                 Iterator[tuple[int, str, str | None]]]] = {
     "text": _text_candidates, "csv": _csv_candidates, "zone": _zone_candidates,
 }
+
+
+def detect_format(sample_lines: Sequence[str]) -> str:
+    """The format `read_domains` reads a file as, from its first lines: zone, csv or text."""
+    return _detect_format(sample_lines)
+
+
+def record_candidates(kind: str, lines: Iterable[tuple[int, str]]
+                      ) -> Iterator[tuple[int, str, str | None]]:
+    """The (line number, raw name, reason) candidates `read_domains` normalises, for one format.
+
+    Each candidate of a text or CSV file becomes one `domains` row; a zone file's owner becomes
+    one row however many NS records it has (see `read_domains`).
+    """
+    return _CANDIDATES[kind](lines)

@@ -14,12 +14,12 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from scanner.config import ScanConfig
 from scanner.deep import DeepProber, with_deep
 from scanner.dns import MailResolver
+from scanner.input_digest import DigestedInputs, digest_inputs
 from scanner.inputs import InputStats, read_domains
 from scanner.policy_rollup import POLICIES_NOT_QUERIED, AppliedPolicies
 from scanner.probe import HostAnalyser
@@ -33,7 +33,9 @@ from scanner.records import (
     MailHosts,
     ProbeTarget,
 )
+from scanner.resume_check import ResumeCheck, check_resume
 from scanner.rollup import rollup_domain, rollup_excluded, rollup_invalid
+from scanner.scan_counts import ScanCounts, committed_counts
 from scanner.sink.manifest import ScanManifest
 from scanner.sink.parquet import DatasetWriter
 from scanner.sink.summary import HostSummary
@@ -65,27 +67,17 @@ class _NoProgress:
         pass
 
 
-@dataclass(slots=True)
-class ScanCounts:
-    """Totals for the manifest and the final summary."""
-
-    domains: int = 0
-    skipped_resumed: int = 0
-    probes: int = 0
-    probes_resumed: int = 0
-    certificates: int = 0
-    classes: dict[str, int] = field(default_factory=dict)
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-
 class Scan:
     """One scan run; `run()` is the entry point."""
 
     def __init__(self, config: ScanConfig, progress: Progress | None = None) -> None:
         self.config = config
         self.progress: Progress = progress or _NoProgress()
-        self.counts = ScanCounts()
+        self.counts = ScanCounts()  # this run's
+        self.earlier = ScanCounts()  # what earlier runs committed (on resume)
         self.input_stats = InputStats()
+        self.inputs: DigestedInputs | None = None  # set by prepare()
+        self.resume_check: ResumeCheck | None = None  # set by prepare() on resume
         self._table = ProbeTable()
         self._names_in_flight: dict[str, list[str]] = {}
         self._provider_sems: dict[str, asyncio.Semaphore] = {}
@@ -104,12 +96,47 @@ class Scan:
         """The MX host's registrable domain: the unit of the per-provider connection cap."""
         return self._psl.privatesuffix(mx_hostname) or mx_hostname
 
+    @property
+    def whole(self) -> ScanCounts:
+        """The whole scan's counts: earlier runs' and this run's."""
+        return self.earlier.plus(self.counts)
+
+    def prepare(self) -> DigestedInputs:
+        """Fingerprint the inputs and, on resume, check that inputs and settings are the scan's.
+
+        Raises InputError or ResumeRefused before anything is written. `run` calls it when the
+        caller has not (the CLI does, to size its progress bar before the event loop starts).
+        """
+        if self.inputs is None:
+            inputs = digest_inputs(self.config.inputs)
+            try:
+                if self.config.resume:  # its notices are the caller's to show
+                    self.resume_check = check_resume(self.config, inputs)
+            except BaseException:
+                inputs.remove_copies()
+                raise
+            self.inputs = inputs
+        return self.inputs
+
     async def run(self) -> ScanCounts:
-        """Scan every input; flush and write the manifest however it ends."""
+        """Scan every input; flush and write the manifest however it ends.
+
+        Returns this run's counts (`whole` has the whole scan's).
+        """
+        inputs = self.prepare()
+        try:
+            return await self._run(inputs)
+        finally:
+            inputs.remove_copies()
+
+    async def _run(self, inputs: DigestedInputs) -> ScanCounts:
         cfg = self.config
         writer = DatasetWriter(cfg.output, batch_rows=cfg.limits.batch_rows,
                                flush_seconds=cfg.limits.flush_seconds, resume=cfg.resume)
-        manifest = ScanManifest.start(cfg, writer)
+        check = self.resume_check
+        manifest = ScanManifest.start(
+            cfg, writer, inputs=[f.to_json() for f in inputs.fingerprints],
+            run_facts=check.run_facts(cfg.override_config) if check is not None else None)
         resolver = MailResolver(cfg.resolvers, cfg.timeouts, cfg.limits)
         policies = None
         if cfg.policies:
@@ -131,6 +158,7 @@ class Scan:
                                                            dane_keys=written_keys.get(ip)))
             analyser.remember_written(state.certificates)
             self.counts.probes_resumed = len(state.hosts)
+            self.earlier = committed_counts(state)
         domain_sem = SlotGate(cfg.limits.domains_in_flight)
         state_name = "interrupted"
         try:
@@ -150,12 +178,15 @@ class Scan:
                 await resolver.close()
                 if policies is not None:
                     await policies.close()
-                manifest.finish(state_name, self._manifest_counts())
+                stats = self.input_stats.as_dict()
+                manifest.finish(state_name, self.whole.to_manifest(stats),
+                                run_counts=self.counts.to_manifest(stats))
         return self.counts
 
     def _inputs(self) -> Iterator[DomainInput]:
         valid = 0
-        for item in read_domains(self.config.inputs, stats=self.input_stats):
+        assert self.inputs is not None
+        for item in read_domains(self.inputs.read_paths, stats=self.input_stats):
             if self.config.limit is not None and item.status is InputStatus.OK:
                 valid += 1
                 if valid > self.config.limit:
@@ -164,14 +195,6 @@ class Scan:
                 self.counts.skipped_resumed += 1
                 continue
             yield item
-
-    def _manifest_counts(self) -> dict[str, object]:
-        c = self.counts
-        return {"domains": c.domains, "domains_resumed": c.skipped_resumed, "probes": c.probes,
-                "probes_resumed": c.probes_resumed, "certificates": c.certificates,
-                "starttls_class": dict(sorted(c.classes.items())),
-                "outcome": dict(sorted(c.outcomes.items())),
-                "inputs": self.input_stats.as_dict()}
 
     async def _domain(self, item: DomainInput, resolver: MailResolver, analyser: HostAnalyser,
                       writer: DatasetWriter, domain_sem: SlotGate) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from scanner import report_charts as charts
 from scanner.compare import compare
 from scanner.report_html import chart, count_table, esc, grid_table, num_cell, page, pct
+from scanner.scan_status import scan_warnings
 from scanner.stats import DOMAIN_CLASSES, MAIL_CLASSES, grouped_stats, survey_stats
 
 TOP_PROVIDERS = 20
@@ -37,6 +38,14 @@ def _name(outdir: Path) -> str:
 
 def _pct_cell(value: float | None, stat: str) -> str:
     return f'<td data-stat="{esc(stat)}">{pct(value)}</td>'
+
+
+def warning_section(infos: Sequence[dict[str, Any]]) -> str:
+    """Partial data, shown before any figure: each scan's warnings (scanner.scan_status)."""
+    items = "".join(f'<li data-warning="{esc(info["outdir"])}">{esc(w)}</li>'
+                    for info in infos for w in info["warnings"])
+    return (f'<div class="warning"><b>These figures are not those of a whole survey.</b>'
+            f"<ul>{items}</ul></div>" if items else "")
 
 
 def domain_section(s: dict[str, Any]) -> str:
@@ -216,6 +225,7 @@ def build_report(outdirs: Sequence[Path]) -> str:
             f'{esc(info["end_time"])}, state {esc(info["state"])}; '
             f"{len(scans)} scan(s) in this report. Generated "
             f"{esc(datetime.now(UTC).isoformat(timespec='seconds'))}.</p>",
+            warning_section([s["scan"] for _, s in scans]),
             domain_section(latest), host_section(latest), tls_section(latest),
             policy_section(latest),
             "<h2>Mail providers</h2><p class=\"note\">A domain counts for the provider of its "
@@ -249,6 +259,9 @@ def run_report_command(args: argparse.Namespace) -> int:
             print(f"scanner: error: {outdir} holds no scan results (no domains/ dataset)",
                   file=sys.stderr)
             return 2
+    for outdir in args.outdirs:
+        for warning in scan_warnings(outdir):
+            print(f"scanner: {warning}", file=sys.stderr)
     try:
         path = write_report(args.outdirs, args.output)
     except OSError as exc:

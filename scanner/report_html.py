@@ -30,6 +30,8 @@ th{background:#f0f0f0}td.k,th.k{text-align:left;max-width:38em;overflow-wrap:any
 .grid{display:flex;flex-wrap:wrap;gap:1.5em}.grid>section{flex:1 1 420px}
 img.chart{max-width:100%;height:auto;background:#fff;border:1px solid #eee}
 .all{color:#2e7d32}.some{color:#a66f00}.none{color:#c62828}
+.warning{background:#fff3cd;border:2px solid #c62828;padding:.6em 1em;margin:1em 0;color:#5d1a1a}
+.warning ul{margin:.3em 0 0;padding-left:1.2em}
 """
 
 

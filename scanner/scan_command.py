@@ -12,8 +12,10 @@ from scanner.config import ScanConfig
 from scanner.dns import MailResolver
 from scanner.gc_policy import bulk_collector, release_freed_memory
 from scanner.inputs import InputError, check_inputs
-from scanner.pipeline import Scan, ScanCounts
+from scanner.pipeline import Scan
 from scanner.records import DomainRecord, HostRecord
+from scanner.resume_check import ResumeRefused
+from scanner.scan_counts import ScanCounts
 from scanner.sink.parquet import OutputError
 from scanner.vantage import VantageFailure
 
@@ -61,21 +63,13 @@ class TqdmProgress:
         self._probes.close()
 
 
-def _count_lines(config: ScanConfig) -> int | None:
-    """Input lines, for the progress bar's ETA (cheap: one streaming pass)."""
-    import gzip
+def _bar_total(config: ScanConfig, records: int) -> int:
+    """Domains this run has left, for the progress bar's ETA: input records not yet written."""
+    if not config.resume:
+        return records
+    from scanner.sink.dataset import committed_rows
 
-    total = 0
-    try:
-        for path in config.inputs:
-            with path.open("rb") as raw:
-                magic = raw.read(2)
-            opener = gzip.open if magic == b"\x1f\x8b" else open
-            with opener(path, "rb") as fh:
-                total += sum(1 for _ in fh)
-    except OSError:
-        return None
-    return total
+    return max(0, records - committed_rows(config.output)["domains"])
 
 
 async def _preflight(config: ScanConfig) -> None:
@@ -88,9 +82,11 @@ async def _preflight(config: ScanConfig) -> None:
         raise OutputError(problem)
 
 
-def _summary(counts: ScanCounts, config: ScanConfig) -> str:
-    lines = [f"scanned {counts.domains} domains ({counts.skipped_resumed} already done), "
-             f"{counts.probes} mail server addresses probed ({counts.probes_resumed} reused), "
+def _summary(run: ScanCounts, counts: ScanCounts, config: ScanConfig) -> str:
+    """The whole scan's counts (earlier runs' too), and what this run added."""
+    lines = [f"scanned {counts.domains} domains ({run.domains} in this run, "
+             f"{counts.domains - run.domains} before), "
+             f"{counts.probes} mail server addresses probed ({run.probes} in this run), "
              f"{counts.certificates} distinct certificates"]
     if counts.classes:
         total = sum(counts.classes.values())
@@ -122,13 +118,17 @@ def _first_of(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
     """Run a scan from the CLI; returns the exit code."""
+    scan = Scan(config)
     try:
         check_inputs(config.inputs)
-    except InputError as exc:
+        inputs = scan.prepare()  # one pass over the inputs; on resume, the check against them
+    except (InputError, ResumeRefused, OutputError) as exc:
         print(f"scanner: error: {exc}", file=sys.stderr)
         return 2
-    display = TqdmProgress(_count_lines(config) if progress else None, progress)
-    scan = Scan(config, display)
+    for notice in scan.resume_check.notices if scan.resume_check is not None else ():
+        print(f"scanner: {notice}", file=sys.stderr)
+    display = TqdmProgress(_bar_total(config, inputs.records) if progress else None, progress)
+    scan.progress = display
     resume_hint = f"resume with: scanner {argv}" + ("" if config.resume else " --resume")
 
     async def main() -> ScanCounts:
@@ -164,5 +164,5 @@ def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
         print(f"scanner: error: {exc}", file=sys.stderr)
         return 2
     display.close()
-    print(_summary(counts, config))
+    print(_summary(counts, scan.whole, config))
     return 0

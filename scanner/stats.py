@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scanner.scan_status import scan_status, scan_warnings
 from scanner.sink.dataset import read_dataset, read_manifest
 from scanner.stats_dist import CERT_PROBLEMS, distributions, scan_start
 from scanner.stats_groups import GROUPINGS, failing_domains, grouped_stats
@@ -118,14 +119,17 @@ def host_table(outdir: Path) -> HostTable:
 
 
 def scan_info(outdir: Path) -> dict[str, Any]:
-    """Which scan this is: directory, start and end time, state, vantage point (from manifest)."""
+    """Which scan this is: directory, start and end time, vantage point (from the manifest), and
+    whether it is whole (`scan_status`: state, input records, rows, missing, warnings)."""
     try:
         m = read_manifest(outdir)
     except Exception:  # noqa: BLE001 - statistics do not need the manifest
         m = {}
-    return {"outdir": str(outdir), "start_time": m.get("start_time"),
-            "end_time": m.get("end_time"), "state": m.get("state"),
-            "vantage": (m.get("vantage") or {}).get("name")}
+    status = scan_status(outdir)
+    # state, input_records, rows, missing...: partial data says so in every JSON output
+    return {**status.to_json(), "start_time": m.get("start_time"),
+            "end_time": m.get("end_time"), "vantage": (m.get("vantage") or {}).get("name"),
+            "warnings": scan_warnings(status)}
 
 
 def survey_stats(outdir: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from scanner.scan_status import scan_warnings
 from scanner.server_text import printable
 from scanner.stats import (
     DOMAIN_CLASSES,
@@ -184,6 +185,8 @@ def run_stats_command(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"scanner: error: {problem}", file=sys.stderr)
         return 2
+    for warning in scan_warnings(outdir):  # stderr: stdout stays a clean table, CSV or JSON
+        print(f"scanner: {warning}", file=sys.stderr)
     by, failing = args.by, args.failing
     if failing:
         # outreach lists are for spreadsheets: CSV unless JSON was asked for

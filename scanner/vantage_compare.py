@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from scanner.scan_status import scan_status, scan_warnings
 from scanner.sink.dataset import read_dataset, read_manifest
 
 _COLUMNS = ["ip", "port", "mx_hostnames", "ehlo_status", "starttls_offered", "starttls_status",
@@ -54,8 +55,10 @@ def compare_vantage(a: Path, b: Path) -> dict[str, Any]:
             "a_starttls_status": ra["starttls_status"], "b_starttls_status": rb["starttls_status"],
             "a_outcome": ra["outcome"], "b_outcome": rb["outcome"]})
     return {
-        "a": {"outdir": str(a), "vantage": _name(a), "hosts": len(ha)},
-        "b": {"outdir": str(b), "vantage": _name(b), "hosts": len(hb)},
+        "a": {"outdir": str(a), "vantage": _name(a), "hosts": len(ha),
+              "scan": scan_status(a).to_json()},
+        "b": {"outdir": str(b), "vantage": _name(b), "hosts": len(hb),
+              "scan": scan_status(b).to_json()},
         "hosts_in_both": len(both), "answered_at_both": len(answered),
         "offered_at_both": sum(bool(ha[k]["starttls_offered"]) and bool(hb[k]["starttls_offered"])
                                for k in answered),
@@ -108,6 +111,9 @@ def run_vantage_compare(args: argparse.Namespace) -> int:
             print(f"scanner: error: {outdir} holds no scan results (no hosts/ dataset)",
                   file=sys.stderr)
             return 2
+    for outdir in (args.old, args.new):
+        for warning in scan_warnings(outdir):
+            print(f"scanner: {warning}", file=sys.stderr)
     text = render_vantage(compare_vantage(args.old, args.new), args.format, args.list)
     print(text, end="" if args.format == "csv" else "\n")
     return 0

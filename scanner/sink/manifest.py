@@ -1,9 +1,12 @@
 """ScanManifest: OUTDIR/manifest.json, written at start, finish and interruption.
 
 It says how the results were produced: scanner and schema versions, the whole configuration,
-vantage point, resolvers, trust store, times (UTC), counts and input statistics. A resumed scan
+vantage point, resolvers, trust store, times (UTC), counts and input statistics, and what the
+scan read: `inputs` (one fingerprint per file: path, format, sha256, lines, records) and
+`input_records` (their sum: the `domains` rows of a whole scan without --limit). A resumed scan
 keeps the original start time and configuration (certificates are judged at that start time)
-and appends one entry per run to `runs`.
+and appends one entry per run to `runs`, with the run's own counts, scanner and trust-store
+versions; the top-level `counts` cover the whole scan.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hashlib
 import json
 import platform
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from scanner.sink.parquet import DatasetWriter
 
 # configuration keys that differ between runs of one scan without changing what it measures
-_PER_RUN_KEYS = frozenset({"started_at", "resume"})
+_PER_RUN_KEYS = frozenset({"started_at", "resume", "override_config"})
 
 
 class ScanState(StrEnum):
@@ -92,10 +95,14 @@ class ScanManifest:
     @classmethod
     def start(cls, config: ScanConfig, writer: DatasetWriter | None = None, *,
               input_stats: Mapping[str, Any] | None = None,
+              inputs: Sequence[Mapping[str, Any]] | None = None,
+              run_facts: Mapping[str, Any] | None = None,
               now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> ScanManifest:
         """Write the manifest in state "running"; on resume, continue the existing one.
 
         With the run's writer, the run entry notes the rows already committed when it began.
+        `inputs` are the input fingerprints (`InputFingerprint.to_json()`): the scan's, kept
+        from its first run, and each run's own; `run_facts` go into the run entry as they are.
         """
         path = Path(config.output) / MANIFEST
         try:
@@ -104,13 +111,19 @@ class ScanManifest:
             raise OutputError(f"cannot use output directory {path.parent}: "
                               f"{exc.strerror or exc}") from exc
         config_json = config.to_json()
+        trust = trust_store_facts(config.trust)
         run: dict[str, Any] = {
             "start_time": _iso(config.started_at), "end_time": None,
             "state": ScanState.RUNNING.value, "scanner_version": scanner.__version__,
+            "certifi_version": trust["certifi_version"],
+            "mozilla_bundle_sha256": trust["mozilla_bundle_sha256"],
             "hostname": socket.gethostname(), "counts": {},
         }
         if writer is not None:
             run["rows_at_start"] = writer.committed_rows
+        if inputs is not None:
+            run["inputs"] = [dict(i) for i in inputs]
+        run.update(run_facts or {})
         if config.resume and path.exists():
             data = load_json(path)
             original = data.get("config", {})
@@ -128,12 +141,15 @@ class ScanManifest:
                 "vantage": vantage_facts(config),
                 "resolvers": list(config.resolvers) or system_resolvers(),
                 "resolvers_source": "config" if config.resolvers else "system",
-                "trust_store": trust_store_facts(config.trust),
+                "trust_store": trust,
                 "counts": {},
                 "input_stats": {},
                 "resumed_count": 0,
                 "runs": [run],
             }
+        if inputs is not None and "inputs" not in data:  # new, or older than fingerprints
+            data["inputs"] = [dict(i) for i in inputs]
+            data["input_records"] = sum(int(i["records"]) for i in inputs)
         data["state"] = ScanState.RUNNING.value
         data["end_time"] = None
         if input_stats is not None:
@@ -160,9 +176,13 @@ class ScanManifest:
     def finish(self, state: ScanState | str = ScanState.FINISHED,
                counts: Mapping[str, Any] | None = None,
                input_stats: Mapping[str, Any] | None = None,
-               reason: str | None = None) -> None:
-        """Record how the run ended: "finished" (whole input done) or "interrupted"."""
-        self._set(ScanState(state), counts or {}, input_stats, reason)
+               reason: str | None = None,
+               run_counts: Mapping[str, Any] | None = None) -> None:
+        """Record how the run ended: "finished" (whole input done) or "interrupted".
+
+        `counts` cover the whole scan; `run_counts` this run alone (the same when None).
+        """
+        self._set(ScanState(state), counts or {}, input_stats, reason, run_counts)
 
     def interrupt(self, counts: Mapping[str, Any],
                   input_stats: Mapping[str, Any] | None = None,
@@ -171,7 +191,8 @@ class ScanManifest:
         self._set(ScanState.INTERRUPTED, counts, input_stats, reason)
 
     def _set(self, state: ScanState, counts: Mapping[str, Any],
-             input_stats: Mapping[str, Any] | None, reason: str | None = None) -> None:
+             input_stats: Mapping[str, Any] | None, reason: str | None = None,
+             run_counts: Mapping[str, Any] | None = None) -> None:
         ended = None if state is ScanState.RUNNING else _iso(self._now())
         self.data["state"] = state.value
         self.data["end_time"] = ended
@@ -179,7 +200,8 @@ class ScanManifest:
         if input_stats is not None:
             self.data["input_stats"] = dict(input_stats)
         run = self.data["runs"][-1]
-        run.update(state=state.value, end_time=ended, counts=dict(counts))
+        run.update(state=state.value, end_time=ended,
+                   counts=dict(counts if run_counts is None else run_counts))
         if reason is not None:
             run["reason"] = reason
         self.write()

@@ -7,6 +7,7 @@ It carries no address: the probe table keys summaries by address and shares equa
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ class ResumeState:
     certificates: frozenset[str] = frozenset()  # sha256 of every written certificate
     rows: dict[str, int] = field(default_factory=dict)  # committed rows per dataset
     checkpoints: int = 0  # committed checkpoints
+    classes: Mapping[str, int] = field(default_factory=dict)  # committed rows by starttls_class
 
 
 def _read_columns(outdir: Path, commits: list[Commit], dataset: str,
@@ -103,12 +105,15 @@ def load_resume_state(outdir: Path) -> ResumeState:
             rows[name] = rows.get(name, 0) + count
     lines: set[int] = set()
     domains: set[str] = set()
-    for part in _read_columns(outdir, commits, "domains", ["line_no", "domain"]):
+    classes: Counter[str] = Counter()
+    for part in _read_columns(outdir, commits, "domains",
+                              ["line_no", "domain", "starttls_class"]):
         lines.update(part["line_no"])
         domains.update(d for d in part["domain"] if d is not None)
+        classes.update(part["starttls_class"])
     certificates: set[str] = set()
     for part in _read_columns(outdir, commits, "certificates", ["sha256"]):
         certificates.update(part["sha256"])
     return ResumeState(line_nos=frozenset(lines), domains=frozenset(domains),
                        hosts=load_hosts(outdir, commits), certificates=frozenset(certificates),
-                       rows=rows, checkpoints=len(commits))
+                       rows=rows, checkpoints=len(commits), classes=dict(classes))
