@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	# constraints.txt: the versions the tests last passed with, so a new release upstream
 	# cannot break a clean clone (cryptography 51's DSA deprecation once did)
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,notebooks]'
 	# bytecode for the editable package, as pip writes for installed ones: where
 	# PYTHONDONTWRITEBYTECODE is set (this machine, many containers) every start recompiled it
 	$(PY) -m compileall -q scanner
@@ -42,7 +42,7 @@ lab: $(STAMP)
 # The national-scale benchmark (benchmarks/README.md): survey, CPU floor and its layers, peers (the peers'
 # Debian packages are installed by peers.py with apt-get, sslyze into benchmarks/.peers-venv).
 bench: $(STAMP)
-	$(PY) -m pip install -q -c constraints.txt -e '.[test,bench]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,notebooks,bench]'
 	$(PY) benchmarks/survey.py --domains 345000
 	$(PY) benchmarks/floor.py --domains 345000 --rounds 3
 	$(PY) benchmarks/layers.py --domains 345000 --rounds 3

@@ -44,8 +44,19 @@ def scans(fast_config_factory: Any, tmp_path_factory: pytest.TempPathFactory
     return first, later
 
 
+#: what each notebook found, printed by a cell the test appends (the tracked notebooks hold no
+#: test-harness output): the names are the notebooks' own variables
+_SUMMARY_CELLS = {
+    "survey_statistics": 'summary = {"norway": norway, "facebook": facebook, '
+                         '"certificate_problems": problems, '
+                         '"top_provider": providers[0]["group"] if providers else None}',
+    "trend": 'summary = {"scans": [r["start"] for r in rows], '
+             '"starttls_all": [r["starttls_all"] for r in rows], "changes": changes}',
+}
+
+
 def _execute(path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Run a notebook (errors raise CellExecutionError); its NOTEBOOK_SUMMARY line as a dict."""
+    """Run a notebook (errors raise CellExecutionError) and return what it found, as a dict."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -55,6 +66,9 @@ def _execute(path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setenv(key, value)
     nb = nbformat.read(path, as_version=4)
     assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), path.name
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import json as _json\n" + _SUMMARY_CELLS[path.stem]
+        + '\nprint("NOTEBOOK_SUMMARY " + _json.dumps(summary))'))
     NotebookClient(nb, timeout=60, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     lines = [line for cell in nb.cells for out in cell.get("outputs", [])
@@ -66,6 +80,18 @@ def _execute(path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -
     assert images >= 1, f"{path.name} drew no chart"
     summary: dict[str, Any] = json.loads(lines[0].split(" ", 1)[1])
     return summary
+
+
+def test_tracked_notebooks_hold_no_outputs_or_test_harness() -> None:
+    """What is committed is the notebook a reader opens: no outputs, no lines for the tests."""
+    import nbformat
+
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            assert "NOTEBOOK_SUMMARY" not in cell.source, path.name
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, path.name
 
 
 def test_every_notebook_is_tested() -> None:
@@ -100,3 +126,53 @@ def test_notebook_runs_with_the_same_numbers(notebook: Path, scans: tuple[Path, 
         lost = len(compare(first, later)["changes"]["starttls"]["lost"])
         assert lost == stats["domains"]["starttls"]["all"] > 0
         assert summary["changes"]["starttls_lost"] == lost
+
+
+def test_relative_results_are_taken_from_where_the_user_stands(
+        scans: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """SCANNER_RESULTS relative to the caller's directory, though the kernel runs elsewhere."""
+    first, later = scans
+    monkeypatch.setenv("PWD", str(first.parent))  # what a shell exports for its directory
+    summary = _execute(NOTEBOOKS[0], {"SCANNER_RESULTS": first.name}, monkeypatch)
+    assert summary["norway"] == {c: survey_stats(first)["domains"][
+        "starttls_share_of_mail_domains"][c] for c in ("none", "some", "all")}
+    trend = _execute(NOTEBOOKS[1], {"SCANNER_RESULTS_LIST": ""}, monkeypatch)
+    # no list named: every scan under results/ of the caller's directory (none here)
+    assert trend["scans"] == []
+
+
+def test_readme_notebook_command_leaves_the_tracked_notebook_alone(
+        scans: tuple[Path, Path], tmp_path: Path) -> None:
+    """`jupyter execute --output` from another directory, with a relative SCANNER_RESULTS."""
+    import subprocess
+    import sys
+
+    first, _later = scans
+    notebook = NOTEBOOKS[0]
+    before = notebook.read_bytes()
+    out = tmp_path / "executed"
+    jupyter = Path(sys.executable).with_name("jupyter")
+    env = {**os.environ, "SCANNER_RESULTS": os.path.relpath(first, tmp_path), "PWD": str(tmp_path),
+           "JUPYTER_PLATFORM_DIRS": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    proc = subprocess.run([str(jupyter), "execute", str(notebook), "--output", str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert notebook.read_bytes() == before
+    executed = json.loads((tmp_path / "executed.ipynb").read_text())
+    text = "".join("".join(o.get("text", "")) for c in executed["cells"]
+                   for o in c.get("outputs", []))
+    assert f"mail domains of {survey_stats(first)['domains']['input_lines']} input lines" in text
+
+
+def test_notebooks_run_on_a_scan_without_mail_domains(
+        fast_config_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No mail domain: the shares are "-" (not measured), never a crash or 0 %."""
+    import dataclasses
+
+    names = tmp_path / "names.txt"
+    names.write_text("no-such-domain.test\nbad..name\n", encoding="utf-8")
+    config = dataclasses.replace(fast_config_factory(tmp_path / "out"), inputs=(names,))
+    asyncio.run(Scan(config).run())
+    assert survey_stats(config.output)["domains"]["mail_domains"] == 0
+    summary = _execute(NOTEBOOKS[0], {"SCANNER_RESULTS": str(config.output)}, monkeypatch)
+    assert set(summary["norway"].values()) == {None}
