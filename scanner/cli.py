@@ -39,6 +39,13 @@ class CliError(Exception):
     """A one-line error for the user; no traceback."""
 
 
+_REFERENCE_HELP = (
+    "a mail server known to answer, talked to once before any other: no SMTP reply stops the "
+    "run (exit 3: port 25 looks blocked here); a reply shows the path works, so servers that "
+    "all fail are theirs (default: none, no third-party host is contacted; PORT defaults to "
+    "--port)")
+
+
 def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
     t, lim = Timeouts(), Limits()
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
@@ -48,6 +55,8 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolver", action="append", default=[], metavar="HOST[:PORT]",
                    help="DNS resolver to use (repeatable; default: the system's resolvers)")
     p.add_argument("--port", type=int, default=25, help="SMTP port (default 25)")
+    p.add_argument("--reference-host", metavar="HOST[:PORT]",
+                   help=_REFERENCE_HELP + "; recorded in manifest.json")
     p.add_argument("--source-address", metavar="IP",
                    help="local address to connect from (a multi-homed vantage point)")
     p.add_argument("--concurrency", type=int, default=lim.max_in_flight,
@@ -163,7 +172,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
         trust=TrustStore(extra_anchors=tuple(anchors)), lab_mode=lab_mode,
         resume=args.resume, limit=args.limit, mta_sts_port=mta_sts_port, deep=args.deep,
         policies=args.policies, deep_spacing_s=args.deep_spacing,
-        source_address=args.source_address, event_loop=event_loop.resolve(args.loop))
+        source_address=args.source_address, event_loop=event_loop.resolve(args.loop),
+        reference_host=args.reference_host)
     return config, notices
 
 
@@ -262,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--ehlo-name", default=Identity().ehlo_name)
     check.add_argument("--lab", type=Path, metavar="LABDIR", help="check a domain of a running lab")
     check.add_argument("--json", action="store_true", help="the rows as JSON instead of text")
+    check.add_argument("--reference-host", metavar="HOST[:PORT]", help=_REFERENCE_HELP)
     check.add_argument("--deep", action="store_true", help="also test TLS versions and DHE")
     check.set_defaults(func=_cmd_check)
     from scanner.lab.cli import add_lab_commands
