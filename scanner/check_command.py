@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -49,7 +50,9 @@ class CheckProgress:
             return
         text = waiting.describe(countdown=self._tty)
         if self._tty:
-            self._stream.write(f"\r\x1b[K{self._domain}: {text}" if text else "\r\x1b[K")
+            # cut to the terminal's width: a wrapped line could not be redrawn in place
+            line = f"{self._domain}: {text}"[:shutil.get_terminal_size().columns - 1]
+            self._stream.write(f"\r\x1b[K{line}" if text else "\r\x1b[K")
             self._drawn = bool(text)
         elif text and text != self._last:
             self._stream.write(f"scanner: {self._domain}: {text}\n")

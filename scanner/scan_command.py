@@ -51,7 +51,8 @@ class TqdmProgress:
                                  dynamic_ncols=True, smoothing=0.05)
             self._probes = tqdm(unit="host", desc="probes ", position=1, dynamic_ncols=True,
                                 smoothing=0.05)
-            self._waiting = tqdm(bar_format="{desc}", position=2, dynamic_ncols=True)
+            self._waiting = tqdm(bar_format="{desc}", position=2, dynamic_ncols=True,
+                                 leave=False)
 
     def on_domain_done(self, record: DomainRecord) -> None:
         self.classes[record.starttls_class.value] += 1
@@ -69,6 +70,9 @@ class TqdmProgress:
 
     def on_waiting(self, waiting: Waiting) -> None:
         if self._waiting is not None:
+            # the bars too: tqdm redraws only on updates, and the last ones may not have
+            self._domains.refresh()
+            self._probes.refresh()
             self._waiting.set_description_str(waiting.describe(), refresh=True)
 
     def close(self) -> None:
