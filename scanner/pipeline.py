@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -99,7 +100,8 @@ class Waiting:
             parts.append(f"{self.held} timed out, held until the network is confirmed")
         line = f"{self.hosts} host{'s' if self.hosts != 1 else ''} {left}: {', '.join(parts)}"
         if countdown and self.steps:
-            line += f"; the last ends within {max(w.ends_in_s for w in self.steps):.0f} s"
+            ends_in_s = math.ceil(max(w.ends_in_s for w in self.steps))
+            line += f"; the last ends within {ends_in_s} s"
         return line
 
 
