@@ -189,7 +189,8 @@ def run_check_command(args: argparse.Namespace) -> int:
         progress.close()
         print(f"scanner: stopped: {exc}", file=sys.stderr)
         return 3
-    progress.close()
+    finally:
+        progress.close()
     if args.json:
         print(json.dumps(facts, indent=2, sort_keys=True, default=str))
     else:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from test_pipeline import differences, keyed_domains
 
-from scanner.config import Limits, ScanConfig, Timeouts, TrustStore
+from scanner.config import Limits, ScanConfig, Timeouts, TrustStore, split_host_port
 from scanner.lab.serve import LabProcess
 from scanner.pipeline import Scan
 from scanner.records import DomainRecord, HostRecord
@@ -454,3 +454,19 @@ def test_an_undetermined_run_leaves_the_whole_scan_undetermined(tmp_path: Path) 
     # the first run's rows are still in the dataset: the scan as a whole cannot vouch for them
     assert (data["vantage_status"], data["vantage_note"]) == ("undetermined", "nothing answered")
     assert [r["vantage_status"] for r in data["runs"]] == ["undetermined", "ok"]
+
+
+@pytest.mark.parametrize(("spec", "want"), [
+    ("mx.test", ("mx.test", 25)), ("mx.test:2525", ("mx.test", 2525)),
+    ("127.0.0.1:26", ("127.0.0.1", 26)), ("[::1]:26", ("::1", 26)), ("[::1]", ("::1", 25)),
+    ("::1", ("::1", 25)),
+])
+def test_reference_host_spec_is_host_and_port(spec: str, want: tuple[str, int]) -> None:
+    assert split_host_port(spec, 25) == want
+
+
+@pytest.mark.parametrize("spec", ["mx.test:0", "mx.test:70000", "mx.test:x", ":25", "[::1]x",
+                                  "[::1]:", ""])
+def test_reference_host_spec_without_host_or_port_is_refused(spec: str) -> None:
+    with pytest.raises(ValueError):
+        split_host_port(spec, 25)
