@@ -8,15 +8,64 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from scanner import event_loop
 from scanner.domain_names import InvalidDomain, normalise_domain
-from scanner.pipeline import Scan
+from scanner.pipeline import Progress, Scan, Waiting
+from scanner.records import DomainRecord, HostRecord
 from scanner.server_text import printable
 from scanner.sink.dataset import read_dataset
+from scanner.vantage import VantageFailure, VantageStatus, VantageVerdict
+
+
+class CheckProgress:
+    """The line `check` shows on stderr while it waits on a slow server.
+
+    Nothing for the first `after_s` seconds, so a quick check prints only its report. On a
+    terminal the line is redrawn in place with a countdown; elsewhere (a log) a line is
+    written each time what the check waits on changes.
+    """
+
+    def __init__(self, domain: str, stream: TextIO, after_s: float = 1.0) -> None:
+        self._domain = domain
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._show_from = time.monotonic() + after_s
+        self._last = ""
+        self._drawn = False
+
+    def on_domain_done(self, record: DomainRecord) -> None:
+        pass
+
+    def on_probe_done(self, record: HostRecord) -> None:
+        pass
+
+    def on_waiting(self, waiting: Waiting) -> None:
+        if time.monotonic() < self._show_from:
+            return
+        text = waiting.describe(countdown=self._tty)
+        if self._tty:
+            # cut to the terminal's width: a wrapped line could not be redrawn in place
+            line = f"{self._domain}: {text}"[:shutil.get_terminal_size().columns - 1]
+            self._stream.write(f"\r\x1b[K{line}" if text else "\r\x1b[K")
+            self._drawn = bool(text)
+        elif text and text != self._last:
+            self._stream.write(f"scanner: {self._domain}: {text}\n")
+        self._last = text
+        self._stream.flush()
+
+    def close(self) -> None:
+        """Clear the line on a terminal, so the report starts on a clean one."""
+        if self._drawn:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+            self._drawn = False
 
 
 def _scan_namespace(args: argparse.Namespace, input_path: Path, output: Path
@@ -40,10 +89,12 @@ INTERNAL_FIELDS = {"domain": ("source", "line_no", "input", "finished_at"),
                    "edges": (), "hosts": ("started_at",)}
 
 
-def check_domain(args: argparse.Namespace) -> dict[str, Any]:
-    """Scan one domain; its `domains` row, `domain_mx` edges and `hosts` rows as dicts.
+def check_domain(args: argparse.Namespace, progress: Progress | None = None) -> dict[str, Any]:
+    """Scan one domain; its `domains` row, `domain_mx` edges and `hosts` rows as dicts, and
+    the run's vantage verdict (`vantage`: status and note, None when no server was contacted).
 
-    Raises CliError for a domain that is not a mail domain (the reason in one line).
+    Raises CliError for a domain that is not a mail domain (the reason in one line), and
+    VantageFailure when the check stopped because the vantage point looks broken.
     """
     from scanner.cli import CliError, config_from_args
 
@@ -55,7 +106,18 @@ def check_domain(args: argparse.Namespace) -> dict[str, Any]:
         input_path = Path(tmp) / "domain.txt"
         input_path.write_text(a_label + "\n", encoding="utf-8")
         config, _notices = config_from_args(_scan_namespace(args, input_path, Path(tmp) / "out"))
-        event_loop.run(Scan(config).run(), config.event_loop)
+        scan = Scan(config, progress)
+        try:
+            event_loop.run(scan.run(), config.event_loop)
+        except BaseExceptionGroup as group:
+            failure, _rest = group.split(VantageFailure)
+            if failure is None:
+                raise
+            first: BaseException = failure
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from group
+        verdict = scan.vantage.verdict()
         facts = {"domain": read_dataset(config.output, "domains").to_pylist(),
                  "edges": read_dataset(config.output, "domain_mx").to_pylist(),
                  "hosts": read_dataset(config.output, "hosts").to_pylist()}
@@ -65,7 +127,9 @@ def check_domain(args: argparse.Namespace) -> dict[str, Any]:
                 row.pop(name, None)
     domain = facts.pop("domain")
     return {"domain": domain[0] if domain else {}, **facts,
-            "checked_at": config.started_at.isoformat()}
+            "checked_at": config.started_at.isoformat(),
+            "vantage": None if verdict is None else {"status": verdict.status.value,
+                                                     "note": verdict.note}}
 
 
 def _yes(value: bool | None) -> str:
@@ -132,9 +196,25 @@ def render_check(facts: dict[str, Any]) -> str:
 
 def run_check_command(args: argparse.Namespace) -> int:
     """Print the check of one domain; 0 when the domain was scanned."""
-    facts = check_domain(args)
+    from scanner.scan_command import vantage_warning
+
+    progress = CheckProgress(args.domain, sys.stderr)
+    try:
+        facts = check_domain(args, progress)
+    except VantageFailure as exc:
+        progress.close()
+        print(f"scanner: stopped: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        progress.close()
     if args.json:
         print(json.dumps(facts, indent=2, sort_keys=True, default=str))
     else:
         print(render_check(facts))
+    vantage = facts["vantage"]
+    if vantage is not None:
+        warning = vantage_warning(VantageVerdict(VantageStatus(vantage["status"]),
+                                                 vantage["note"]), manifest=False)
+        if warning is not None:
+            print(warning, file=sys.stderr)
     return 0

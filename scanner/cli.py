@@ -48,6 +48,12 @@ exit codes:
   3    stopped: the vantage point looks broken (e.g. outbound port 25 blocked)
   130  interrupted (Ctrl-C, SIGTERM): rows written so far are kept; scan --resume continues"""
 
+_REFERENCE_HELP = (
+    "a mail server known to answer, talked to once before any other: no SMTP reply stops the "
+    "run (exit 3: port 25 looks blocked here); a reply shows the path works, so servers that "
+    "all fail are theirs (default: none, no third-party host is contacted; PORT defaults to "
+    "--port)")
+
 
 def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
     lim = Limits()
@@ -58,6 +64,8 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolver", action="append", default=[], metavar="HOST[:PORT]",
                    help="DNS resolver to use (repeatable; default: the system's resolvers)")
     p.add_argument("--port", type=int, default=25, help="SMTP port (default 25)")
+    p.add_argument("--reference-host", metavar="HOST[:PORT]",
+                   help=_REFERENCE_HELP + "; recorded in manifest.json")
     p.add_argument("--source-address", metavar="IP",
                    help="local address to connect from (a multi-homed vantage point)")
     p.add_argument("--concurrency", type=int, default=lim.max_in_flight,
@@ -197,7 +205,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
         resume=args.resume, override_config=args.override_config, limit=args.limit,
         mta_sts_port=mta_sts_port, deep=args.deep,
         policies=args.policies, deep_spacing_s=args.deep_spacing,
-        source_address=args.source_address, event_loop=event_loop.resolve(args.loop))
+        source_address=args.source_address, event_loop=event_loop.resolve(args.loop),
+        reference_host=args.reference_host)
     return config, notices
 
 
@@ -343,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"the name announced in EHLO (default {Identity().ehlo_name})")
     check.add_argument("--lab", type=Path, metavar="LABDIR", help="check a domain of a running lab")
     check.add_argument("--json", action="store_true", help="the rows as JSON instead of text")
+    check.add_argument("--reference-host", metavar="HOST[:PORT]", help=_REFERENCE_HELP)
     check.add_argument("--deep", action="store_true", help="also test TLS versions and DHE")
     _add_timeout_arguments(check)
     check.set_defaults(func=_cmd_check)

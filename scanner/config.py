@@ -36,13 +36,29 @@ FLAGS = {
     "limits.max_in_flight": "--concurrency", "limits.per_address": "--per-address",
     "limits.per_provider": "--per-provider", "limits.dns_in_flight": "--dns-concurrency",
     "limits.batch_rows": "--batch-rows",
-    "identity.ehlo_name": "--ehlo-name",
+    "identity.ehlo_name": "--ehlo-name", "reference_host": "--reference-host",
 }
 
 
 def flag(path: str) -> str:
     """The flag that sets a field (`limits.max_in_flight` -> `--concurrency`), else its name."""
     return FLAGS.get(path, path.rpartition(".")[2])
+
+
+def split_host_port(spec: str, default_port: int) -> tuple[str, int]:
+    """"host", "host:port", "[v6]:port" or a bare IPv6 address -> (host, port)."""
+    host, port = spec, str(default_port)
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"{spec!r} is not HOST[:PORT]")
+            port = rest[1:]
+    elif spec.count(":") == 1:
+        host, port = spec.split(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{spec!r} is not HOST[:PORT] with a port in 1..65535")
+    return host, int(port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +174,9 @@ class ScanConfig:
     deep_spacing_s: float = 1.0  # pause before each extra conversation with one address
     source_address: str | None = None  # local address SMTP connections come from (multi-homed)
     event_loop: str = "auto"  # the CLI records the loop that ran: "uvloop" or "asyncio"
+    #: "host[:port]" of a mail server known to answer, asked once at each run's start whether
+    #: port 25 works from here (port: `port`); None = no third-party host is contacted
+    reference_host: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -178,6 +197,11 @@ class ScanConfig:
             except ValueError:
                 raise ConfigError(f"{flag('source_address')} {self.source_address!r} is not an "
                                   "IP address") from None
+        if self.reference_host is not None:
+            try:
+                split_host_port(self.reference_host, self.port)
+            except ValueError as exc:
+                raise ConfigError(f"--reference-host: {exc}") from None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict for the manifest."""

@@ -105,6 +105,10 @@ class MailResolver:
         return MailHosts(domain=name, status=status, mx_source=source, hosts=hosts,
                          dns_ms=round((time.monotonic() - started) * 1000), error_detail=detail)
 
+    async def resolve_host(self, name: str) -> HostAddresses:
+        """A and AAAA of one host name (not cached): the `--reference-host`."""
+        return await self._lookup_addresses(normalise_name(name))
+
     async def _mail_hosts(
             self, domain: str) -> tuple[DnsStatus, MxSource, tuple[MxHost, ...], str | None]:
         try:

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from scanner.config import ScanConfig
+from scanner.config import ConfigError, ScanConfig, split_host_port
 from scanner.deep import DeepProber, with_deep
 from scanner.dns import MailResolver
 from scanner.input_digest import DigestedInputs, digest_inputs
 from scanner.inputs import InputStats, read_domains
+from scanner.outcome import host_outcome
 from scanner.policy_rollup import POLICIES_NOT_QUERIED, AppliedPolicies
 from scanner.probe import HostAnalyser
 from scanner.probe_table import ProbeTable
@@ -40,10 +44,11 @@ from scanner.sink.manifest import ScanManifest
 from scanner.sink.parquet import DatasetWriter
 from scanner.sink.summary import HostSummary
 from scanner.slot_gate import SlotGate
+from scanner.smtp import SmtpProber, StepWait
 from scanner.status import InputStatus
-from scanner.tls.context import make_probe_context
+from scanner.tls.context import ProbeContext, make_probe_context
 from scanner.tls.verify import ChainVerifier
-from scanner.vantage import VantageWatch
+from scanner.vantage import VantageWatch, server_spoke
 
 if TYPE_CHECKING:  # imported when the policy stage runs: --no-policies never loads dnspython
     from scanner.policy_checks import PolicyChecker
@@ -52,11 +57,55 @@ log = logging.getLogger(__name__)
 
 
 class Progress(Protocol):
-    """What the pipeline reports as it goes; the CLI draws bars from it, tests count calls."""
+    """What the pipeline reports as it goes; the CLI draws bars from it, tests count calls.
+
+    A progress object that also has `on_waiting(waiting: Waiting)` is told, every
+    `waiting_every` seconds, what the scan is waiting on (`Scan.waiting()`).
+    """
 
     def on_domain_done(self, record: DomainRecord) -> None: ...
 
     def on_probe_done(self, record: HostRecord) -> None: ...
+
+
+_STEP_WORDS = {"connect": "connecting", "greeting": "waiting for the greeting",
+               "ehlo": "waiting for the EHLO reply", "starttls": "waiting for the STARTTLS reply",
+               "handshake": "in the TLS handshake", "ehlo_tls": "waiting for EHLO over TLS",
+               "quit": "closing"}
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """What the scan waits on at one moment: why the bars stand still near the end."""
+
+    hosts: int  # probes under way: begun and not yet written
+    steps: tuple[StepWait, ...]  # those in a conversation, by step, most hosts first
+    held: int  # finished timeouts held back until the network path is confirmed (vantage.py)
+    queued: int  # waiting for a connection slot (with --deep: or in the extra conversations)
+    domains: int  # domains read and not yet written
+    inputs_done: bool  # every input line was read: what is left is all there is
+    deadline_s: float  # the per-address deadline
+
+    def describe(self, countdown: bool = True) -> str:
+        """One line, e.g. "12 hosts left: 9 waiting for the greeting (timeout 30 s), ..."."""
+        left = "left" if self.inputs_done else "in flight"
+        if not self.hosts:
+            if not self.domains:
+                return ""
+            return (f"{self.domains} domain{'s' if self.domains != 1 else ''} {left}, waiting "
+                    "on DNS and policy lookups")
+        parts = [f"{w.hosts} {_STEP_WORDS.get(w.step, w.step)} "
+                 + (f"(deadline {self.deadline_s:g} s)" if w.deadline_first
+                    else f"(timeout {w.timeout_s:g} s)") for w in self.steps]
+        if self.queued:
+            parts.append(f"{self.queued} queued for a connection slot")
+        if self.held:
+            parts.append(f"{self.held} timed out, held until the network is confirmed")
+        line = f"{self.hosts} host{'s' if self.hosts != 1 else ''} {left}: {', '.join(parts)}"
+        if countdown and self.steps:
+            ends_in_s = math.ceil(max(w.ends_in_s for w in self.steps))
+            line += f"; the last ends within {ends_in_s} s"
+        return line
 
 
 class _NoProgress:
@@ -70,9 +119,11 @@ class _NoProgress:
 class Scan:
     """One scan run; `run()` is the entry point."""
 
-    def __init__(self, config: ScanConfig, progress: Progress | None = None) -> None:
+    def __init__(self, config: ScanConfig, progress: Progress | None = None, *,
+                 waiting_every: float = 1.0) -> None:
         self.config = config
         self.progress: Progress = progress or _NoProgress()
+        self._waiting_every = waiting_every
         self.counts = ScanCounts()  # this run's
         self.earlier = ScanCounts()  # what earlier runs committed (on resume)
         self.input_stats = InputStats()
@@ -84,13 +135,20 @@ class Scan:
         self._provider_users: dict[str, int] = {}
         self._psl = public_suffix_list()
         self._done_lines: set[int] = set()
-        self.vantage = VantageWatch(settle_after=config.timeouts.per_address)
+        self.vantage = VantageWatch(settle_after=config.timeouts.per_address,
+                                    port=config.port)
         self._tg: asyncio.TaskGroup | None = None
         #: the scan's conversation slots (an asyncio Semaphore binds to the loop that first
         #: waits on it, so it can be made here)
         self._probe_slots = asyncio.Semaphore(config.limits.max_in_flight)
         self._policies: PolicyChecker | None = None
         self._deep = DeepProber(config) if config.deep else None
+        self._analyser: HostAnalyser | None = None
+        self._domain_gate: SlotGate | None = None
+        self._inputs_done = False
+        # what may still start a probe: the input loop, each domain until its probes are
+        # started, each probe until it begins; at 0 the vantage watch knows none is to come
+        self._feeding = 1
 
     def _provider_of(self, mx_hostname: str) -> str:
         """The MX host's registrable domain: the unit of the per-provider connection cap."""
@@ -148,7 +206,7 @@ class Scan:
         # certificates are judged at the scan's start time, the original one on resume
         verifier = ChainVerifier(cfg.trust.extra_anchors, cfg.trust.use_mozilla,
                                  manifest.started_at)
-        analyser = HostAnalyser(cfg, tls, verifier)
+        analyser = self._analyser = HostAnalyser(cfg, tls, verifier)
         if cfg.resume:
             state = writer.load_resume_state()
             self._done_lines = set(state.line_nos)
@@ -159,16 +217,26 @@ class Scan:
             analyser.remember_written(state.certificates)
             self.counts.probes_resumed = len(state.hosts)
             self.earlier = committed_counts(state)
-        domain_sem = SlotGate(cfg.limits.domains_in_flight)
+        domain_sem = self._domain_gate = SlotGate(cfg.limits.domains_in_flight)
         state_name = "interrupted"
+        on_waiting = getattr(self.progress, "on_waiting", None)
+        ticker = asyncio.create_task(self._tell_waiting(on_waiting)) \
+            if callable(on_waiting) and self._waiting_every > 0 else None
         try:
+            if cfg.reference_host is not None:
+                await self._check_reference(resolver, tls, manifest)
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 for item in self._inputs():
                     await domain_sem.take()
+                    self._feeding += 1
                     tg.create_task(self._domain(item, resolver, analyser, writer, domain_sem))
+                self._inputs_done = True
+                self._fed()
             state_name = "finished"
         finally:
+            if ticker is not None:
+                ticker.cancel()
             try:
                 writer.close()
             except BaseException:
@@ -178,10 +246,77 @@ class Scan:
                 await resolver.close()
                 if policies is not None:
                     await policies.close()
+                verdict = self.vantage.verdict()
+                # stopped as the vantage point's fault: the doubtful results were not written
+                if verdict is not None and self.vantage.failure is None:
+                    manifest.set_vantage(verdict.status.value, verdict.note)
                 stats = self.input_stats.as_dict()
                 manifest.finish(state_name, self.whole.to_manifest(stats),
                                 run_counts=self.counts.to_manifest(stats))
         return self.counts
+
+    def waiting(self) -> Waiting:
+        """What the scan waits on now (cheap: a walk over the conversations under way)."""
+        steps = tuple(self._analyser.under_way()) if self._analyser is not None else ()
+        hosts = len(self._names_in_flight)
+        held = self.vantage.held
+        return Waiting(hosts=hosts, steps=steps, held=held,
+                       queued=max(0, hosts - held - sum(w.hosts for w in steps)),
+                       domains=self._domain_gate.taken if self._domain_gate is not None else 0,
+                       inputs_done=self._inputs_done,
+                       deadline_s=self.config.timeouts.per_address)
+
+    async def _tell_waiting(self, on_waiting: Callable[[Waiting], None]) -> None:
+        while True:
+            await asyncio.sleep(self._waiting_every)
+            on_waiting(self.waiting())
+
+    def _fed(self) -> None:
+        """One source of probes is done starting them."""
+        self._feeding -= 1
+        if not self._feeding:
+            self.vantage.no_more_probes()
+
+    async def _check_reference(self, resolver: MailResolver, tls: ProbeContext,
+                               manifest: ScanManifest) -> None:
+        """`--reference-host`: one conversation with a server the user knows answers, before
+        any surveyed server is contacted. A reply proves port 25 works from here; silence
+        stops the scan (VantageFailure)."""
+        cfg = self.config
+        spec = cfg.reference_host
+        assert spec is not None
+        host, port = split_host_port(spec, cfg.port)
+        try:
+            addresses: tuple[str, ...] = (str(ipaddress.ip_address(host)),)
+        except ValueError:
+            found = await resolver.resolve_host(host)
+            addresses = found.addresses
+            if not addresses:
+                raise ConfigError(f"--reference-host {spec}: {host} has no address "
+                                  f"({found.status}: {found.error_detail or 'no A/AAAA'})"
+                                  ) from None
+        prober = SmtpProber(cfg, tls)
+        for ip in addresses:  # the first that answers
+            probe = await prober.probe_address(ProbeTarget(ip=ip, port=port, mx_hostname=host))
+            answered = server_spoke(probe)
+            if answered:
+                break
+        outcome = host_outcome(probe).value
+        manifest.set_reference({
+            "host": spec, "address": probe.ip, "port": port, "answered": answered,
+            "outcome": outcome, "greeting_code": probe.greeting_code,
+            "total_ms": probe.total_ms, "error_detail": probe.error_detail,
+            "started_at": probe.started_at.isoformat()})
+        where = (host if host == probe.ip else f"{host} ({probe.ip})") + f" port {port}"
+        if not answered:
+            raise self.vantage.reference_failed(
+                f"the reference host {where} sent no SMTP reply ({outcome}"
+                + (f": {probe.error_detail}" if probe.error_detail else "") + "): outbound "
+                f"port {port} looks blocked at this vantage point, so no surveyed server was "
+                "contacted; fix egress or name a host that answers, then rerun with --resume")
+        self.vantage.reference_answered(
+            f"The reference host {where} sent an SMTP reply at the start of the run, so port "
+            f"{port} traffic from this vantage point reaches mail servers.")
 
     def _inputs(self) -> Iterator[DomainInput]:
         valid = 0
@@ -198,6 +333,7 @@ class Scan:
 
     async def _domain(self, item: DomainInput, resolver: MailResolver, analyser: HostAnalyser,
                       writer: DatasetWriter, domain_sem: SlotGate) -> None:
+        probes_started = False
         try:
             if item.status is not InputStatus.OK or item.domain is None:
                 self._finish_domain(writer, rollup_invalid(item), ())
@@ -218,6 +354,8 @@ class Scan:
             # and cost 6 % of the CPU of a 40,000-domain survey sample (A/B of 5d22a74 in
             # benchmarks/RESULTS.md).
             waits, ready = self._start_probes(mail, analyser, writer)
+            probes_started = True
+            self._fed()
             if policies is None:
                 summaries = await self._summaries(waits, ready)
                 record, edges = rollup_domain(item, mail, self.config.port, summaries,
@@ -233,6 +371,8 @@ class Scan:
                                               AppliedPolicies(domain_facts, tlsa))
             self._finish_domain(writer, record, edges)
         finally:
+            if not probes_started:
+                self._fed()
             domain_sem.give()
 
     def _finish_domain(self, writer: DatasetWriter, record: DomainRecord,
@@ -268,6 +408,7 @@ class Scan:
                     self._names_in_flight[ip] = []
                     target = ProbeTarget(ip=ip, port=self.config.port, mx_hostname=host.name)
                     assert self._tg is not None
+                    self._feeding += 1  # until the probe begins
                     self._tg.create_task(self._probe(target, entry, analyser, writer))
                 else:
                     names = self._names_in_flight.get(ip)
@@ -300,6 +441,7 @@ class Scan:
             # scan's slots, which other providers' addresses can use meanwhile
             async with sem, self._probe_slots:
                 started = self.vantage.begin_probe()
+                self._fed()
                 record, certs = await analyser.analyse(
                     target, self._names_in_flight.get(target.ip, ()))
                 if self._deep is not None and self._deep.wanted(record.probe):

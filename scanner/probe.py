@@ -17,7 +17,7 @@ from scanner.mta_software import mta_software, mta_version
 from scanner.outcome import host_outcome
 from scanner.packed_keys import PackedKeys, digest_key
 from scanner.records import CertificateRecord, HostRecord, ProbeTarget, SmtpProbe
-from scanner.smtp import SmtpProber
+from scanner.smtp import SmtpProber, StepWait
 from scanner.status import ConnectStatus, HostOutcome, ReplyStatus
 from scanner.tls.certs import leaf_names, parse_certificate
 from scanner.tls.context import ProbeContext
@@ -54,6 +54,10 @@ class HostAnalyser:
         if not self._config.lab_mode and not is_public_address(ip):
             return ConnectStatus.PRIVATE_ADDRESS
         return None
+
+    def under_way(self) -> list[StepWait]:
+        """The conversations under way, grouped by the step they are in."""
+        return self._prober.under_way()
 
     async def analyse(self, target: ProbeTarget, mx_hostnames: Iterable[str] = ()
                       ) -> tuple[HostRecord, list[CertificateRecord]]:

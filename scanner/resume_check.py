@@ -67,7 +67,8 @@ SPEED_SETTINGS: Mapping[str, str] = {
 }
 
 #: Fields that describe one run, not the scan: the inputs are checked by their fingerprints.
-RUN_FIELDS = frozenset({"output", "inputs", "resume", "override_config", "started_at"})
+RUN_FIELDS = frozenset({"output", "inputs", "resume", "override_config", "started_at",
+                        "reference_host"})  # each run records its own reference check
 
 
 class ResumeRefused(Exception):

@@ -8,20 +8,33 @@ from collections import Counter
 from typing import Any
 
 from scanner import event_loop
-from scanner.config import ScanConfig
+from scanner.config import ConfigError, ScanConfig
 from scanner.dns import MailResolver
 from scanner.gc_policy import bulk_collector, release_freed_memory
 from scanner.inputs import InputError, check_inputs
-from scanner.pipeline import Scan
+from scanner.pipeline import Scan, Waiting
 from scanner.records import DomainRecord, HostRecord
 from scanner.resume_check import ResumeRefused
 from scanner.scan_counts import ScanCounts
 from scanner.sink.parquet import OutputError
-from scanner.vantage import VantageFailure
+from scanner.vantage import VantageFailure, VantageStatus, VantageVerdict
+
+
+def vantage_warning(verdict: VantageVerdict | None, *, manifest: bool = True) -> str | None:
+    """The one terminal line for a run that could not tell the servers' failures from ours."""
+    if verdict is None or verdict.status is not VantageStatus.UNDETERMINED:
+        return None
+    advice = "name a mail server known to answer with --reference-host HOST"
+    if manifest:
+        advice = f'recorded as vantage_status "undetermined" in manifest.json; to tell, {advice}'
+    else:
+        advice = f"to tell, {advice}"
+    return f"scanner: warning: {verdict.note} ({advice})"
 
 
 class TqdmProgress:
-    """Two bars: domains done (with class counts) and probes done (with outcome counts).
+    """Two bars: domains done (with class counts) and probes done (with outcome counts), and
+    a line under them saying what the scan waits on (hosts left by step, and its timeout).
 
     tqdm is imported only when the bars are shown: otherwise its import is start-up spent
     for nothing.
@@ -32,6 +45,7 @@ class TqdmProgress:
         self.outcomes: Counter[str] = Counter()
         self._domains: Any = None
         self._probes: Any = None
+        self._waiting: Any = None
         if enabled:
             from tqdm import tqdm
 
@@ -39,6 +53,8 @@ class TqdmProgress:
                                  dynamic_ncols=True, smoothing=0.05)
             self._probes = tqdm(unit="host", desc="probes ", position=1, dynamic_ncols=True,
                                 smoothing=0.05)
+            self._waiting = tqdm(bar_format="{desc}", position=2, dynamic_ncols=True,
+                                 leave=False)
 
     def on_domain_done(self, record: DomainRecord) -> None:
         self.classes[record.starttls_class.value] += 1
@@ -54,13 +70,22 @@ class TqdmProgress:
             if self._probes.n % 20 == 0:
                 self._probes.set_postfix(dict(self.outcomes.most_common(5)), refresh=False)
 
+    def on_waiting(self, waiting: Waiting) -> None:
+        if self._waiting is not None:
+            # the bars too: tqdm redraws only on updates, and the last ones may not have
+            self._domains.refresh()
+            self._probes.refresh()
+            self._waiting.set_description_str(waiting.describe(), refresh=True)
+
     def close(self) -> None:
         if self._domains is None or self._probes is None:
             return
         self._domains.set_postfix(dict(self.classes.most_common(5)), refresh=True)
         self._probes.set_postfix(dict(self.outcomes.most_common(5)), refresh=True)
+        self._waiting.set_description_str("", refresh=True)
         self._domains.close()
         self._probes.close()
+        self._waiting.close()
 
 
 def _bar_total(config: ScanConfig, records: int) -> int:
@@ -159,10 +184,13 @@ def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
         display.close()
         print(f"scanner: stopped: {exc}", file=sys.stderr)
         return 3
-    except (OutputError, InputError) as exc:
+    except (OutputError, InputError, ConfigError) as exc:
         display.close()
         print(f"scanner: error: {exc}", file=sys.stderr)
         return 2
     display.close()
     print(_summary(counts, scan.whole, config))
+    warning = vantage_warning(scan.vantage.verdict())
+    if warning is not None:
+        print(warning, file=sys.stderr)
     return 0

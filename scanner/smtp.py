@@ -42,13 +42,26 @@ from scanner.tls.context import ProbeContext, unverified_chain_der
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Probe:
     """Mutable scratch state of one conversation, frozen into an SmtpProbe at the end."""
 
     fields: dict[str, object] = field(default_factory=dict)
     step: str = "connect"
     protocol: SMTPProtocol | None = None  # set as soon as connected, so any ending can close it
+    began: float = 0.0  # monotonic start of the conversation: the deadline runs from here
+    since: float = 0.0  # monotonic start of the step under way: its timeout runs from here
+
+
+@dataclass(frozen=True, slots=True)
+class StepWait:
+    """The conversations under way in one step, for the progress display."""
+
+    step: str  # connect, greeting, ehlo, starttls, handshake, ehlo_tls or quit
+    hosts: int
+    timeout_s: float  # the step's own timeout
+    ends_in_s: float  # the longest any of them can still take (its step timeout or deadline)
+    deadline_first: bool  # the per-address deadline ends that last one before its step timeout
 
 
 _STEP_STATUS: dict[str, type[ConnectStatus | StartTlsStatus | HandshakeStatus | ReplyStatus]] = {
@@ -77,13 +90,38 @@ class SmtpProber:
         self._ehlo = config.identity.ehlo_name.encode("ascii")
         source = config.source_address
         self._local_addr = (source, 0) if source is not None else None
+        #: the conversations under way, for `under_way` (a set add and discard per probe)
+        self._live: set[_Probe] = set()
+        t = config.timeouts
+        self._step_timeouts = {"connect": t.connect, "greeting": t.greeting, "ehlo": t.command,
+                               "starttls": t.starttls, "handshake": t.handshake,
+                               "ehlo_tls": t.command, "quit": min(2.0, t.command)}
+
+    def under_way(self) -> list[StepWait]:
+        """The conversations under way grouped by step, most hosts first."""
+        now = time.monotonic()
+        deadline = self._config.timeouts.per_address
+        groups: dict[str, tuple[int, float, bool]] = {}
+        for state in self._live:
+            step_end = state.since + self._step_timeouts[state.step]
+            deadline_end = state.began + deadline
+            ends = min(step_end, deadline_end)
+            n, latest, by_deadline = groups.get(state.step, (0, 0.0, False))
+            if ends >= latest:
+                latest, by_deadline = ends, deadline_end < step_end
+            groups[state.step] = (n + 1, latest, by_deadline)
+        waits = [StepWait(step, n, self._step_timeouts[step], max(0.0, latest - now), by_dl)
+                 for step, (n, latest, by_dl) in groups.items()]
+        waits.sort(key=lambda w: -w.hosts)
+        return waits
 
     async def probe_address(self, target: ProbeTarget) -> SmtpProbe:
         """One conversation with target; never raises except on cancellation."""
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
-        state = _Probe()
+        state = _Probe(began=t0, since=t0)
         f = state.fields
+        self._live.add(state)
         try:
             async with asyncio.timeout(self._config.timeouts.per_address):
                 await self._converse(target, state)
@@ -100,6 +138,7 @@ class SmtpProber:
             transport = state.protocol.transport if state.protocol is not None else None
             if transport is not None:
                 cast(asyncio.Transport, transport).abort()
+            self._live.discard(state)
         f.setdefault("connect_status", ConnectStatus.OK)
         return SmtpProbe(ip=target.ip, port=target.port, started_at=started_at,
                          total_ms=_ms(t0), **f)  # type: ignore[arg-type]
@@ -137,7 +176,7 @@ class SmtpProber:
         loop = asyncio.get_running_loop()
 
         # connect
-        t = time.monotonic()
+        t = state.since = time.monotonic()
         try:
             async with asyncio.timeout(cfg.connect):
                 transport, protocol = await loop.create_connection(
@@ -156,7 +195,7 @@ class SmtpProber:
 
         # greeting: aiosmtplib waits for the final "220 " line of a multi-line greeting
         state.step = "greeting"
-        t = time.monotonic()
+        t = state.since = time.monotonic()
         try:
             greeting = await self._read(protocol, None, cfg.greeting)
         except ReplyError as err:
@@ -178,7 +217,7 @@ class SmtpProber:
 
         # EHLO; HELO is no substitute: it cannot tell whether STARTTLS is offered
         state.step = "ehlo"
-        t = time.monotonic()
+        t = state.since = time.monotonic()
         try:
             ehlo = await self._read(protocol, b"EHLO " + self._ehlo, cfg.command)
         except ReplyError as err:
@@ -209,7 +248,7 @@ class SmtpProber:
 
         # STARTTLS command
         state.step = "starttls"
-        t = time.monotonic()
+        t = state.since = time.monotonic()
         try:
             reply = await self._read(protocol, b"STARTTLS", cfg.starttls)
         except ReplyError as err:
@@ -238,6 +277,7 @@ class SmtpProber:
 
         # EHLO again, over TLS (RFC 3207 §4.2: the client discards what it knew)
         state.step = "ehlo_tls"
+        state.since = time.monotonic()
         try:
             ehlo2 = await self._read(protocol, b"EHLO " + self._ehlo, cfg.command)
         except ReplyError as err:
@@ -259,7 +299,7 @@ class SmtpProber:
         # RFC 3207 §4.2: a compliant server sends nothing between its 220 and the handshake;
         # anything buffered is discarded, as aiosmtplib's own start_tls does.
         del protocol._buffer[:]
-        t = time.monotonic()
+        t = state.since = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
                 tls_transport = await loop.start_tls(
@@ -293,6 +333,7 @@ class SmtpProber:
     async def _quit(self, protocol: SMTPProtocol, state: _Probe) -> None:
         """Say goodbye politely; its outcome changes nothing already learned."""
         state.step = "quit"
+        state.since = time.monotonic()
         try:
             await protocol.execute_command(b"QUIT", timeout=min(2.0,
                                                                self._config.timeouts.command))

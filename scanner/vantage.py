@@ -11,6 +11,12 @@ VantageFailure, and none of the held results is recorded, so resume re-probes th
 
 A hostile list's normal share of tarpits does not trip it: the threshold rises with the baseline,
 and tarpits are released as soon as healthy servers answer after them.
+
+A scan too small for either test (fewer than `sample` servers, or `scanner check`) still says
+whether its results can be told apart from a broken path: the run's verdict (`verdict()`, the
+manifest's `vantage_status`) is "ok" once one server sent an SMTP reply (or the user's
+`--reference-host` did), and "undetermined" when every server contacted failed at or right
+after the TCP connect without a word, as a blocked or intercepting port 25 would make them.
 """
 
 from __future__ import annotations
@@ -18,13 +24,15 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from scanner.dane import TlsaLookup
 from scanner.policy_rollup import DomainPolicyFacts
 from scanner.policy_status import RecordStatus, StsFetchStatus, TlsaStatus
-from scanner.records import HostRecord, MailHosts
+from scanner.records import HostRecord, MailHosts, SmtpProbe
 from scanner.status import (
     ConnectStatus,
     DnsStatus,
@@ -43,6 +51,36 @@ _SMTP_TIMEOUTS = frozenset({HostOutcome.CONNECT_TIMEOUT, HostOutcome.UNREACHABLE
 
 _STS_SILENT = frozenset({StsFetchStatus.TIMEOUT, StsFetchStatus.CONNECT_ERROR,
                          StsFetchStatus.DNS_ERROR})
+
+# A greeting that came back, of any code, or bytes that are no SMTP reply: something beyond our
+# own network answered on port 25. A refused connect is not enough: a firewall at our end can
+# send the RST, as a transparent proxy can accept and close, or hold the connection silent.
+_SPOKE = frozenset({ReplyStatus.OK, ReplyStatus.REJECTED_421, ReplyStatus.REJECTED_4XX,
+                    ReplyStatus.REJECTED_554, ReplyStatus.REJECTED_5XX,
+                    ReplyStatus.PROTOCOL_ERROR, ReplyStatus.REPLY_TOO_LONG})
+# never tried (excluded, private), or our own failure: says nothing about the path
+_NOT_CONTACTED = frozenset({ConnectStatus.EXCLUDED, ConnectStatus.PRIVATE_ADDRESS,
+                            ConnectStatus.INTERNAL_ERROR})
+
+
+def server_spoke(probe: SmtpProbe) -> bool:
+    """True when the server sent an SMTP reply (any code) or other bytes in place of one."""
+    return probe.greeting_status in _SPOKE
+
+
+class VantageStatus(StrEnum):
+    """Can the results be told apart from a failure of the scan's own path to port 25?"""
+
+    OK = "ok"  # a server (or the reference host) answered: the path carries SMTP
+    UNDETERMINED = "undetermined"  # every server contacted failed without a word
+
+
+@dataclass(frozen=True, slots=True)
+class VantageVerdict:
+    """One run's finding on its own path: the manifest's `vantage_status` and `vantage_note`."""
+
+    status: VantageStatus
+    note: str  # one sentence: what happened, and for "undetermined" why it may be ours
 
 
 class VantageFailure(RuntimeError):
@@ -107,6 +145,11 @@ class WaveDetector:
     def held(self) -> int:
         """Timeout results currently held back."""
         return len(self._held)
+
+    @property
+    def in_flight(self) -> int:
+        """Items begun and not yet admitted or skipped (held ones are no longer in flight)."""
+        return self._in_flight
 
     def begin(self) -> float:
         """Note that a lookup or probe starts; returns its start time for `admit`."""
@@ -197,13 +240,20 @@ class VantageWatch:
     """Watches SMTP probe and DNS results for signs that the vantage point itself fails."""
 
     def __init__(self, sample: int = 20, settle_after: float = 60.0, *,
-                 min_wave: int = 20) -> None:
+                 min_wave: int = 20, port: int = 25) -> None:
         self._sample = sample
+        self._port = port  # the SMTP port probed, for the verdict's words
         self._settle_after = settle_after
         self._silent = 0
-        self._healthy = False
+        self._gate_open = False  # the first-`sample` rule no longer holds silent connects
+        self._first_waiting = 0  # silent connects held by that rule now
+        self._all_begun = False  # no probe is still to begin (the pipeline says so)
         self._failure: VantageFailure | None = None
         self._decided = asyncio.Event()
+        #: how the path to port 25 was shown to work in this run; None until it was
+        self.path_shown: str | None = None
+        #: outcomes of the contacted probes released while the path was not shown to work
+        self._mute: Counter[str] = Counter()
         # long: in a live scan answers keep confirming held timeouts within moments
         hold = 10 * settle_after
         self.smtp = WaveDetector("mail server probes", min_wave=min_wave, settle_after=hold)
@@ -212,13 +262,57 @@ class VantageWatch:
                                      min_wave=min_wave, settle_after=hold)
 
     @property
-    def healthy(self) -> bool:
-        """True once a probe showed that outbound connections work."""
-        return self._healthy
+    def failure(self) -> VantageFailure | None:
+        """Why the scan was stopped as the vantage point's fault, if it was."""
+        for failure in (self._failure, self.smtp.failure, self.dns.failure,
+                        self.policies.failure):
+            if failure is not None:
+                return failure
+        return None
+
+    @property
+    def held(self) -> int:
+        """Finished probes whose timeouts are held back until the path is confirmed."""
+        return self._first_waiting + self.smtp.held
 
     def begin_probe(self) -> float:
         """Note that a probe starts; pass the result to `admit` with the record."""
         return self.smtp.begin()
+
+    def no_more_probes(self) -> None:
+        """Every probe of the scan has begun: what is held now, nothing to come can clear."""
+        self._all_begun = True
+        self._decide_if_idle()
+
+    def reference_answered(self, note: str) -> None:
+        """The user's reference host answered: port 25 works here, silent servers are theirs."""
+        self.path_shown = note
+        self._open_gate()
+
+    def reference_failed(self, message: str) -> VantageFailure:
+        """The user's reference host did not answer: the scan must not start."""
+        self._failure = VantageFailure(message)
+        self._decided.set()
+        return self._failure
+
+    def verdict(self) -> VantageVerdict | None:
+        """This run's finding on its path to port 25; None when it contacted no server."""
+        if self.path_shown is not None:
+            return VantageVerdict(VantageStatus.OK, self.path_shown)
+        n = sum(self._mute.values())
+        if not n:
+            return None
+        outcomes = ", ".join(f"{k} {v}" for k, v in self._mute.most_common())
+        if n == 1:
+            subject, result = ("The only mail server address contacted sent no SMTP reply",
+                               "this failure may describe our network rather than the server")
+        else:
+            subject, result = (
+                f"None of the {n} mail server addresses contacted sent an SMTP reply",
+                "these failures may describe our network rather than the servers")
+        return VantageVerdict(VantageStatus.UNDETERMINED, (
+            f"{subject} ({outcomes}), which port {self._port} blocked or intercepted at this "
+            f"vantage point would also cause, so {result}."))
 
     def begin_lookup(self) -> float:
         """Note that a domain's DNS resolution starts; pass the result to `admit_dns`."""
@@ -241,18 +335,43 @@ class VantageWatch:
                     provider: str | None = None) -> None:
         """Return when the record may be written; raise VantageFailure when egress is dead."""
         await self._admit_first(record)
-        if started is None:
+        if started is not None:
+            timed_out = is_smtp_timeout(record)
+            if not timed_out and record.probe.connect_status is not ConnectStatus.OK:
+                # never contacted, or refused: no SMTP conversation proves the path carries one
+                self.smtp.skip()
+                self._decide_if_idle()
+            else:
+                await self.smtp.admit(timed_out, started, provider or record.probe.ip)
+        if self.path_shown is None:  # the record is written: it counts towards the verdict
+            self._observe(record)
+
+    def _observe(self, record: HostRecord) -> None:
+        probe = record.probe
+        if probe.connect_status in _NOT_CONTACTED:
             return
-        timed_out = is_smtp_timeout(record)
-        if not timed_out and record.probe.connect_status is not ConnectStatus.OK:
-            # never contacted, or refused: no SMTP conversation proves the path carries one
-            self.smtp.skip()
+        if server_spoke(probe):
+            self.path_shown = (f"At least one mail server sent an SMTP reply, so port "
+                               f"{self._port} traffic from this vantage point reached the "
+                               "servers and came back.")
+            self._mute.clear()
             return
-        await self.smtp.admit(timed_out, started, provider or record.probe.ip)
+        self._mute[record.outcome.value] += 1
+
+    def _open_gate(self) -> None:
+        self._gate_open = True
+        self._decided.set()
+
+    def _decide_if_idle(self) -> None:
+        """Only the silent connects held here are left, and no probe is still to begin:
+        nothing can clear or condemn them, so waiting out `settle_after` helps no one."""
+        if self._first_waiting and self._all_begun \
+                and self.smtp.in_flight <= self._first_waiting:
+            self._open_gate()
 
     async def _admit_first(self, record: HostRecord) -> None:
         """Until one probe connects: hold silent connects, stop when the first `sample` are."""
-        if self._healthy:
+        if self._gate_open:
             return
         if self._failure is not None:
             raise self._failure
@@ -260,8 +379,7 @@ class VantageWatch:
         if status in (ConnectStatus.EXCLUDED, ConnectStatus.PRIVATE_ADDRESS):
             return
         if status not in _SILENT_CONNECT:
-            self._healthy = True
-            self._decided.set()
+            self._open_gate()
             return
         self._silent += 1
         if self._silent >= self._sample:
@@ -271,11 +389,15 @@ class VantageWatch:
                 "recorded for them; fix egress, then rerun with --resume")
             self._decided.set()
             raise self._failure
+        self._first_waiting += 1
         try:
+            self._decide_if_idle()
             # a handful of silent servers and nothing else happening: that is just the servers
+            # (the verdict still says the run could not tell)
             await asyncio.wait_for(self._decided.wait(), self._settle_after)
         except TimeoutError:
-            self._healthy = True
-            self._decided.set()
+            self._open_gate()
+        finally:
+            self._first_waiting -= 1
         if self._failure is not None:
             raise self._failure

@@ -268,7 +268,7 @@ _BAD_VALUES = {"--port": "70000", "--limit": "0", "--source-address": "not-an-ip
                "--timeout-greeting": "0", "--timeout-command": "nan", "--timeout-starttls": "0",
                "--timeout-handshake": "-2", "--deadline": "0", "--concurrency": "0",
                "--per-address": "0", "--per-provider": "-5", "--dns-concurrency": "0",
-               "--batch-rows": "0", "--ehlo-name": "two words"}
+               "--batch-rows": "0", "--ehlo-name": "two words", "--reference-host": "mx.test:0"}
 
 
 def test_every_mapped_flag_is_a_scan_option() -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_pipeline import differences, keyed_domains
 
-from scanner.config import Limits, ScanConfig, Timeouts, TrustStore
+from scanner.config import Limits, ScanConfig, Timeouts, TrustStore, split_host_port
 from scanner.lab.serve import LabProcess
 from scanner.pipeline import Scan
 from scanner.records import DomainRecord, HostRecord
@@ -232,3 +236,237 @@ def test_port_25_dead_from_the_start_stops_before_blaming_any_server(
     # not one server blamed: what was written (a refused port, say) is what the lab does
     _, n_hosts = _written_rows_are_true(slow_lab, out)
     assert n_hosts < 10
+
+
+# --- a scan too small for the first-20 rule: every server failed without a word ------------
+
+#: lab domains each with one mail server of its own, all of which answer on the lab's port
+SMALL = ("only-valid.test", "only-no-starttls.test", "only-self-signed.test",
+         "only-expired.test", "only-masked.test")
+SMALL_FAST = ["--timeout-dns", "0.5", "--timeout-connect", "1", "--timeout-greeting", "1.5",
+              "--no-progress"]
+
+
+def _addresses(lab: Any, domains: tuple[str, ...]) -> list[str]:
+    names = {n for d in domains for n in lab.expected(d)["mx_hostnames"]}
+    return sorted({h["ip"] for h in lab.truth_hosts().to_pylist()
+                   if names & set(h["mx_hostnames"])})
+
+
+def _small_scan(lab: Any, tmp_path: Path, *extra: str, domains: tuple[str, ...] = SMALL
+                ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], float]:
+    (tmp_path / "small.txt").write_text("\n".join(domains) + "\n")
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "scanner", "scan", str(tmp_path / "small.txt"), "-o", str(out),
+         "--lab", str(lab.directory), *SMALL_FAST, *extra],
+        capture_output=True, text=True, timeout=180)
+    return proc, read_manifest(out), time.monotonic() - t0
+
+
+class _Listeners:
+    """Stub listeners on `port` of each address, standing in for what sits on the path.
+
+    `drop`: a listen queue of one, filled at once, so the kernel drops every later SYN (the
+    connect times out, as behind a firewall that drops port 25); `close`: accept and close at
+    once, as a transparent proxy that takes every connection and forwards none.
+    """
+
+    def __init__(self, addresses: list[str], how: str) -> None:
+        self.port = 0
+        self._socks: list[socket.socket] = []
+        self._fillers: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        for ip in addresses:
+            s = socket.socket()
+            s.bind((ip, self.port))
+            self.port = s.getsockname()[1]
+            s.listen(0 if how == "drop" else 16)
+            self._socks.append(s)
+            if how == "drop":
+                filler = socket.create_connection((ip, self.port), timeout=2)
+                self._fillers.append(filler)
+            else:
+                s.settimeout(0.1)
+                thread = threading.Thread(target=self._accept_and_close, args=(s,))
+                thread.start()
+                self._threads.append(thread)
+
+    def _accept_and_close(self, s: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = s.accept()
+            except TimeoutError:
+                continue
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        for s in self._fillers + self._socks:
+            s.close()
+
+
+@pytest.fixture
+def listeners(fake_internet: Any) -> Iterator[Callable[[str], _Listeners]]:
+    made: list[_Listeners] = []
+
+    def make(how: str) -> _Listeners:
+        made.append(_Listeners(_addresses(fake_internet, SMALL), how))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for stub in made:
+            stub.close()
+
+
+def _assert_undetermined(proc: subprocess.CompletedProcess[str], manifest: dict[str, Any],
+                         outcome: str) -> None:
+    assert proc.returncode == 0, proc.stderr
+    assert manifest["state"] == "finished"
+    assert manifest["vantage_status"] == "undetermined"
+    note = manifest["vantage_note"]
+    assert f"None of the {len(SMALL)} mail server addresses contacted" in note, note
+    assert f"({outcome} {len(SMALL)})" in note and "our network" in note, note
+    warning = [ln for ln in proc.stderr.splitlines() if ln.startswith("scanner: warning: ")]
+    assert len(warning) == 1 and note in warning[0] and "--reference-host" in warning[0], \
+        proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_small_scan_with_every_connect_refused_is_marked_undetermined(
+        fake_internet: Any, tmp_path: Path) -> None:
+    # a refusal does not prove the path works: a firewall at our end can send the RST
+    with socket.socket() as s:
+        s.bind((_addresses(fake_internet, SMALL)[0], 0))
+        closed_port = s.getsockname()[1]  # nothing listens there on any lab address
+    proc, manifest, _ = _small_scan(fake_internet, tmp_path, "--port", str(closed_port))
+    _assert_undetermined(proc, manifest, "refused")
+
+
+@pytest.mark.parametrize(("how", "outcome"), [("drop", "connect_timeout"),
+                                              ("close", "closed_early")])
+def test_small_scan_silent_at_connect_is_marked_undetermined_without_waiting(
+        fake_internet: Any, tmp_path: Path, listeners: Callable[[str], _Listeners],
+        how: str, outcome: str) -> None:
+    stub = listeners(how)
+    # a deadline of 60 s: the first-20 rule used to hold the silent connects that long
+    proc, manifest, elapsed = _small_scan(fake_internet, tmp_path, "--port", str(stub.port),
+                                          "--deadline", "60")
+    _assert_undetermined(proc, manifest, outcome)
+    assert elapsed < 20, f"took {elapsed:.1f} s: nothing was left to decide, yet it waited"
+
+
+def test_small_scan_of_the_reachable_lab_is_not_marked(fake_internet: Any,
+                                                       tmp_path: Path) -> None:
+    # one server refuses and one tarpits: the others' replies show the path works
+    proc, manifest, _ = _small_scan(
+        fake_internet, tmp_path, domains=(*SMALL, "only-refused.test", "only-tarpit.test"))
+    assert proc.returncode == 0, proc.stderr
+    assert manifest["vantage_status"] == "ok", manifest.get("vantage_note")
+    assert "sent an SMTP reply" in manifest["vantage_note"]
+    assert manifest["runs"][-1]["vantage_status"] == "ok"
+    assert "warning" not in proc.stderr, proc.stderr
+
+
+def test_check_says_when_its_only_server_failed_without_a_word(fake_internet: Any) -> None:
+    def check(domain: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "scanner", "check", domain, "--lab",
+                               str(fake_internet.directory)],
+                              capture_output=True, text=True, timeout=120)
+
+    silent = check("only-accept-close.test")
+    assert silent.returncode == 0, silent.stderr
+    assert "closed_early" in silent.stdout
+    warning = [ln for ln in silent.stderr.splitlines() if ln.startswith("scanner: warning: ")]
+    assert len(warning) == 1, silent.stderr
+    assert "The only mail server address contacted sent no SMTP reply (closed_early 1)" \
+        in warning[0] and "--reference-host" in warning[0]
+    answering = check("only-valid.test")
+    assert answering.returncode == 0 and "warning" not in answering.stderr, answering.stderr
+
+
+def test_reference_host_that_answers_vouches_for_the_path(
+        fake_internet: Any, tmp_path: Path, listeners: Callable[[str], _Listeners]) -> None:
+    stub = listeners("close")  # every surveyed server "closes at once"...
+    reference = "mx1.popular-mail.test"  # ...but a server the user knows answers (by name)
+    ref_ips = [h["ip"] for h in fake_internet.truth_hosts().to_pylist()
+               if reference in h["mx_hostnames"]]
+    before = fake_internet.counts()
+    proc, manifest, _ = _small_scan(fake_internet, tmp_path, "--port", str(stub.port),
+                                    "--reference-host",
+                                    f"{reference}:{fake_internet.smtp_port}")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr, proc.stderr
+    assert manifest["vantage_status"] == "ok"
+    assert f"reference host {reference} ({ref_ips[0]}) port" in manifest["vantage_note"]
+    ref = manifest["reference_host"]
+    assert ref["answered"] is True and ref["address"] == ref_ips[0]
+    assert ref["outcome"] == "tls_ok" and ref["greeting_code"] == 220
+    assert manifest["runs"][-1]["reference_host"] == ref
+    assert manifest["config"]["reference_host"] == f"{reference}:{fake_internet.smtp_port}"
+    after = fake_internet.counts()
+    assert after[ref_ips[0]]["connections"] - before[ref_ips[0]]["connections"] == 1
+
+
+def test_reference_host_that_is_silent_stops_before_any_server_is_contacted(
+        fake_internet: Any, tmp_path: Path, listeners: Callable[[str], _Listeners]) -> None:
+    stub = listeners("drop")
+    proc, manifest, _ = _small_scan(
+        fake_internet, tmp_path, "--reference-host", f"{_addresses(fake_internet, SMALL)[0]}"
+        f":{stub.port}", domains=("only-valid.test",))
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith("scanner: stopped: the reference host ")
+    assert "connect_timeout" in proc.stderr and "--resume" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert manifest["state"] == "interrupted"
+    assert manifest["reference_host"]["answered"] is False
+    assert "vantage_status" not in manifest  # no server's row was written
+    assert read_dataset(tmp_path / "out", "hosts").num_rows == 0
+
+
+def test_reference_host_that_is_no_host_port_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("example.test\n")
+    proc = subprocess.run([sys.executable, "-m", "scanner", "scan", str(tmp_path / "in.txt"),
+                           "-o", str(tmp_path / "out"), "--reference-host", "mx.test:0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("scanner: error: --reference-host: ")
+    assert proc.stderr.strip().count("\n") == 0
+
+
+def test_an_undetermined_run_leaves_the_whole_scan_undetermined(tmp_path: Path) -> None:
+    from scanner.sink.manifest import ScanManifest
+
+    config = ScanConfig(output=tmp_path / "out")
+    first = ScanManifest.start(config)
+    first.set_vantage("undetermined", "nothing answered")
+    first.finish("interrupted")
+    resumed = ScanManifest.start(dataclasses.replace(config, resume=True))
+    resumed.set_vantage("ok", "a server answered")
+    resumed.finish()
+    data = read_manifest(tmp_path / "out")
+    # the first run's rows are still in the dataset: the scan as a whole cannot vouch for them
+    assert (data["vantage_status"], data["vantage_note"]) == ("undetermined", "nothing answered")
+    assert [r["vantage_status"] for r in data["runs"]] == ["undetermined", "ok"]
+
+
+@pytest.mark.parametrize(("spec", "want"), [
+    ("mx.test", ("mx.test", 25)), ("mx.test:2525", ("mx.test", 2525)),
+    ("127.0.0.1:26", ("127.0.0.1", 26)), ("[::1]:26", ("::1", 26)), ("[::1]", ("::1", 25)),
+    ("::1", ("::1", 25)),
+])
+def test_reference_host_spec_is_host_and_port(spec: str, want: tuple[str, int]) -> None:
+    assert split_host_port(spec, 25) == want
+
+
+@pytest.mark.parametrize("spec", ["mx.test:0", "mx.test:70000", "mx.test:x", ":25", "[::1]x",
+                                  "[::1]:", ""])
+def test_reference_host_spec_without_host_or_port_is_refused(spec: str) -> None:
+    with pytest.raises(ValueError):
+        split_host_port(spec, 25)

@@ -190,6 +190,24 @@ class ScanManifest:
         """The scan stopped early (signal, output error); `--resume` continues it."""
         self._set(ScanState.INTERRUPTED, counts, input_stats, reason)
 
+    def set_vantage(self, status: str, note: str) -> None:
+        """Record whether this run's results can be told from a failure of its own path.
+
+        Top level (`vantage_status`, `vantage_note`) for the whole scan: "undetermined" once
+        any run was, since its rows stay in the dataset; each run entry keeps its own.
+        Written with the next state change.
+        """
+        self.data["runs"][-1].update(vantage_status=status, vantage_note=note)
+        if self.data.get("vantage_status") != "undetermined":
+            self.data["vantage_status"] = status
+            self.data["vantage_note"] = note
+
+    def set_reference(self, facts: Mapping[str, Any]) -> None:
+        """Record this run's `--reference-host` check (top level: the latest run's)."""
+        self.data["reference_host"] = dict(facts)
+        self.data["runs"][-1]["reference_host"] = dict(facts)
+        self.write()
+
     def _set(self, state: ScanState, counts: Mapping[str, Any],
              input_stats: Mapping[str, Any] | None, reason: str | None = None,
              run_counts: Mapping[str, Any] | None = None) -> None:
