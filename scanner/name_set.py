@@ -216,7 +216,7 @@ class NameSet:
 
 def _write(fd: int, data: np.ndarray, offset: int) -> None:
     """Write an array at `offset` of the file, whole."""
-    view = memoryview(np.ascontiguousarray(data)).cast("B")
+    view = np.ascontiguousarray(data).data.cast("B")
     while view:
         written = os.pwrite(fd, view, offset)
         view, offset = view[written:], offset + written

@@ -33,7 +33,7 @@ from scanner.records import (
     MailHosts,
     ProbeTarget,
 )
-from scanner.rollup import rollup_domain, rollup_excluded, rollup_invalid
+from scanner.rollup import rollup_domain, rollup_duplicate, rollup_excluded, rollup_invalid
 from scanner.sink.manifest import ScanManifest
 from scanner.sink.parquet import DatasetWriter
 from scanner.sink.summary import HostSummary
@@ -150,20 +150,23 @@ class Scan:
                 await resolver.close()
                 if policies is not None:
                     await policies.close()
-                manifest.finish(state_name, self._manifest_counts())
+                manifest.finish(state_name, self._manifest_counts(), self.input_stats.as_dict())
         return self.counts
 
     def _inputs(self) -> Iterator[DomainInput]:
+        # with --limit, reading stops right after the limit-th valid domain: every record read
+        # (and counted in input_stats) gets its row
         valid = 0
+        limit = self.config.limit
         for item in read_domains(self.config.inputs, stats=self.input_stats):
-            if self.config.limit is not None and item.status is InputStatus.OK:
-                valid += 1
-                if valid > self.config.limit:
-                    return
             if item.line_no in self._done_lines:
                 self.counts.skipped_resumed += 1
-                continue
-            yield item
+            else:
+                yield item
+            if limit is not None and item.status is InputStatus.OK:
+                valid += 1
+                if valid >= limit:
+                    return
 
     def _manifest_counts(self) -> dict[str, object]:
         c = self.counts
@@ -176,6 +179,9 @@ class Scan:
     async def _domain(self, item: DomainInput, resolver: MailResolver, analyser: HostAnalyser,
                       writer: DatasetWriter, domain_sem: SlotGate) -> None:
         try:
+            if item.status is InputStatus.DUPLICATE:
+                self._finish_domain(writer, rollup_duplicate(item), ())
+                return
             if item.status is not InputStatus.OK or item.domain is None:
                 self._finish_domain(writer, rollup_invalid(item), ())
                 return
