@@ -92,11 +92,16 @@ def _summary(counts: ScanCounts, config: ScanConfig) -> str:
     lines = [f"scanned {counts.domains} domains ({counts.skipped_resumed} already done), "
              f"{counts.probes} mail server addresses probed ({counts.probes_resumed} reused), "
              f"{counts.certificates} distinct certificates"]
-    if counts.classes:
-        total = sum(counts.classes.values())
+    classes = dict(counts.classes)
+    duplicates = classes.pop("duplicate", 0)  # no domains: shares count each domain once
+    if classes:
+        total = sum(classes.values())
         parts = ", ".join(f"{k} {v} ({100 * v / total:.1f}%)"
-                          for k, v in sorted(counts.classes.items(), key=lambda kv: -kv[1]))
+                          for k, v in sorted(classes.items(), key=lambda kv: -kv[1]))
         lines.append(f"starttls_class: {parts}")
+    if duplicates:
+        lines.append(f"{duplicates} input records repeat a domain listed before "
+                     "(rows with status duplicate)")
     if counts.outcomes:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.outcomes.items(),
                                                         key=lambda kv: -kv[1]))
