@@ -441,6 +441,14 @@ def test_a_file_of_comments_is_a_one_line_error_of_scan(tmp_path: Path,
     assert not out.exists()  # refused before anything was contacted or written
 
 
+def test_a_record_after_a_long_comment_header_is_found(tmp_path: Path) -> None:
+    path = write(tmp_path, "list.txt", "# licence text\n" * 20_000 + "\nlate.example\n", "gzip")
+    check_inputs([path])  # read up to its first record, well past the sniffed head
+    rows, stats = read_all([path])
+    assert domains(rows) == ["late.example"] and rows[0].line_no == 20_002
+    assert (stats.records, stats.skipped) == (1, 20_001)
+
+
 def test_a_pipe_of_comments_is_an_error_at_its_end(tmp_path: Path) -> None:
     fifo = tmp_path / "list.pipe"
     os.mkfifo(fifo)
