@@ -31,14 +31,10 @@ LEAF_NAMES_CACHE_SIZE = 4096
 LAB_NETWORK = ipaddress.ip_network("127.0.0.0/8")
 
 
-def is_public_address(ip: str) -> bool:
-    """False for loopback, private, link-local, multicast, reserved and unspecified addresses."""
-    return ipaddress.ip_address(ip).is_global
-
-
 def may_contact(ip: str, lab_mode: bool) -> bool:
-    """Whether an address may be contacted at all: public ones, and in lab mode the lab's
-    127.0.0.0/8 too. Other private, loopback and reserved addresses never are, lab or not."""
+    """Whether an address may be contacted at all: public ones (not loopback, private,
+    link-local, multicast, reserved or unspecified), and in lab mode the lab's 127.0.0.0/8
+    too. Other private, loopback and reserved addresses never are, lab or not."""
     address = ipaddress.ip_address(ip)
     return address.is_global or (lab_mode and address in LAB_NETWORK)
 
