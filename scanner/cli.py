@@ -95,7 +95,7 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--lab", type=Path, metavar="LABDIR",
                    help="scan a running lab: resolver, port and CA from LABDIR/lab.json; "
-                        "loopback addresses are probed")
+                        "the lab's 127.0.0.0/8 is probed too")
     p.add_argument("--batch-rows", type=int, default=lim.batch_rows, help=argparse.SUPPRESS)
     p.add_argument("--no-policies", dest="policies", action="store_false",
                    help="STARTTLS only: skip the SPF, DMARC, TLS-RPT, MTA-STS and TLSA lookups "

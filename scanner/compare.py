@@ -16,7 +16,7 @@ from typing import Any
 
 from scanner.server_text import printable
 from scanner.sink.dataset import read_dataset
-from scanner.stats import MAIL_CLASSES, domain_table, host_table, scan_info
+from scanner.stats import DUPLICATE, MAIL_CLASSES, domain_table, host_table, scan_info
 from scanner.stats_command import render_rows
 
 _LEVEL = {"none": 0, "some": 1, "all": 2}
@@ -28,8 +28,10 @@ def _pct(n: int, of: int) -> float | None:
 
 
 def _classes(outdir: Path) -> dict[str, dict[str, str]]:
+    """Each domain's classes, from its own row (a duplicate row only points at it)."""
     t = read_dataset(outdir, "domains", columns=["domain", "starttls_class", "strict_class"])
-    return {r["domain"]: r for r in t.to_pylist() if r["domain"]}
+    return {r["domain"]: r for r in t.to_pylist()
+            if r["domain"] and r["starttls_class"] != DUPLICATE}
 
 
 def compare(old: Path, new: Path) -> dict[str, Any]:

@@ -162,7 +162,7 @@ class ScanConfig:
     identity: Identity = field(default_factory=Identity)
     exclusions: Exclusions = field(default_factory=Exclusions)
     trust: TrustStore = field(default_factory=TrustStore)
-    lab_mode: bool = False  # loopback/private MX addresses are probed (the lab lives there)
+    lab_mode: bool = False  # the lab's 127.0.0.0/8 is probed too (probe.may_contact)
     resume: bool = False
     override_config: bool = False  # --override-config: resume despite result-altering changes
     limit: int | None = None  # scan only the first N valid domains

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from scanner.domain_names import InvalidDomain, normalise_domain
 from scanner.input_files import open_text
 from scanner.inputs import detect_format, record_candidates
 from scanner.name_set import NameSet
@@ -84,13 +83,8 @@ class _Counted:
 
 
 def _zone_owner_key(raw: str) -> str:
-    """The key `read_domains` de-duplicates a zone owner by: its A-label, else the owner as
-    written (with its final dot, so never equal to an A-label)."""
-    if "\ufffd" not in raw:
-        try:
-            return normalise_domain(raw)[0]
-        except InvalidDomain:
-            pass
+    """The key `read_domains` de-duplicates a zone's owners by: the owner as written, ignoring
+    case (a U-label owner and its A-label are two owners; the second is a duplicate record)."""
     return raw.lower()
 
 

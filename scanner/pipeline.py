@@ -38,7 +38,7 @@ from scanner.records import (
     ProbeTarget,
 )
 from scanner.resume_check import ResumeCheck, check_resume
-from scanner.rollup import rollup_domain, rollup_excluded, rollup_invalid
+from scanner.rollup import rollup_domain, rollup_duplicate, rollup_excluded, rollup_invalid
 from scanner.scan_counts import ScanCounts, committed_counts
 from scanner.sink.manifest import ScanManifest
 from scanner.sink.parquet import DatasetWriter
@@ -251,7 +251,7 @@ class Scan:
                 if verdict is not None and self.vantage.failure is None:
                     manifest.set_vantage(verdict.status.value, verdict.note)
                 stats = self.input_stats.as_dict()
-                manifest.finish(state_name, self.whole.to_manifest(stats),
+                manifest.finish(state_name, self.whole.to_manifest(stats), stats,
                                 run_counts=self.counts.to_manifest(stats))
         return self.counts
 
@@ -319,22 +319,28 @@ class Scan:
             f"{port} traffic from this vantage point reaches mail servers.")
 
     def _inputs(self) -> Iterator[DomainInput]:
+        # with --limit, reading stops right after the limit-th valid domain: every record read
+        # (and counted in input_stats) gets its row
         valid = 0
         assert self.inputs is not None
+        limit = self.config.limit
         for item in read_domains(self.inputs.read_paths, stats=self.input_stats):
-            if self.config.limit is not None and item.status is InputStatus.OK:
-                valid += 1
-                if valid > self.config.limit:
-                    return
             if item.line_no in self._done_lines:
                 self.counts.skipped_resumed += 1
-                continue
-            yield item
+            else:
+                yield item
+            if limit is not None and item.status is InputStatus.OK:
+                valid += 1
+                if valid >= limit:
+                    return
 
     async def _domain(self, item: DomainInput, resolver: MailResolver, analyser: HostAnalyser,
                       writer: DatasetWriter, domain_sem: SlotGate) -> None:
         probes_started = False
         try:
+            if item.status is InputStatus.DUPLICATE:
+                self._finish_domain(writer, rollup_duplicate(item), ())
+                return
             if item.status is not InputStatus.OK or item.domain is None:
                 self._finish_domain(writer, rollup_invalid(item), ())
                 return

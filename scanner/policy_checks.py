@@ -8,7 +8,6 @@ lookups and, for a valid `_mta-sts` record, the MTA-STS fetch.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Sequence
 from functools import partial
@@ -23,6 +22,7 @@ from scanner.mta_sts import StsFetcher, StsResult
 from scanner.policy_dns import PolicyResolver
 from scanner.policy_rollup import DomainPolicyFacts
 from scanner.policy_status import RecordStatus, StsFetchStatus
+from scanner.probe import may_contact
 from scanner.records import HostRecord, MailHosts
 from scanner.status import HandshakeStatus
 
@@ -54,7 +54,7 @@ class PolicyChecker:
     def _may_contact(self, ip: str) -> bool:
         if self._config.exclusions.excludes_address(ip):
             return False
-        return self._config.lab_mode or ipaddress.ip_address(ip).is_global
+        return may_contact(ip, self._config.lab_mode)
 
     async def _load_tlsa(self, names: Sequence[str]) -> list[tuple[TlsaLookup, float | None]]:
         return [(found, None) for found in await lookup_tlsa_many(names, self.resolver)]

@@ -27,9 +27,16 @@ from scanner.tls.verify import ChainVerifier
 LEAF_NAMES_CACHE_SIZE = 4096
 
 
-def is_public_address(ip: str) -> bool:
-    """False for loopback, private, link-local, multicast, reserved and unspecified addresses."""
-    return ipaddress.ip_address(ip).is_global
+#: The lab's own range: every simulated host is bound in it, and lab mode probes it too.
+LAB_NETWORK = ipaddress.ip_network("127.0.0.0/8")
+
+
+def may_contact(ip: str, lab_mode: bool) -> bool:
+    """Whether an address may be contacted at all: public ones (not loopback, private,
+    link-local, multicast, reserved or unspecified), and in lab mode the lab's 127.0.0.0/8
+    too. Other private, loopback and reserved addresses never are, lab or not."""
+    address = ipaddress.ip_address(ip)
+    return address.is_global or (lab_mode and address in LAB_NETWORK)
 
 
 class HostAnalyser:
@@ -48,11 +55,15 @@ class HostAnalyser:
         self.seen_certificates.update(digest_key(sha) for sha in certificates)
 
     def skip_reason(self, ip: str) -> ConnectStatus | None:
-        """Why an address must not be contacted, or None."""
+        """Why an address must not be contacted, or None.
+
+        A private address on the exclusion list is `private_address`: never contacted either
+        way, and that it is private is a fact about the domain, the list only our choice.
+        """
+        if not may_contact(ip, self._config.lab_mode):
+            return ConnectStatus.PRIVATE_ADDRESS
         if self._config.exclusions.excludes_address(ip):
             return ConnectStatus.EXCLUDED
-        if not self._config.lab_mode and not is_public_address(ip):
-            return ConnectStatus.PRIVATE_ADDRESS
         return None
 
     def under_way(self) -> list[StepWait]:

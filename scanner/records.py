@@ -43,6 +43,8 @@ class DomainInput:
     status: InputStatus
     reason: str | None = None  # why the line is invalid
     source: str = ""  # input file name
+    first_line_no: int | None = None  # a duplicate's first occurrence (its line_no); else None
+    first_source: str | None = None  # the input file of that first occurrence; else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +220,7 @@ class DomainRecord:
     source: str
     domain: str | None
     domain_unicode: str | None
-    status: str  # "invalid", "excluded", or the MX lookup's DnsStatus
+    status: str  # "invalid", "duplicate", "excluded", or the MX lookup's DnsStatus
     reason: str | None
     mx_source: MxSource | None
     mx_hostnames: tuple[str, ...]
@@ -251,3 +253,7 @@ class DomainRecord:
     n_dane_valid: int = 0  # answered pairs whose DANE status is valid
     strict_capable: bool | None = False  # DANE valid, or MTA-STS enforce with a deliverable
     # MX; None when the policy stage was skipped (--no-policies)
+    # status `duplicate`: the line_no and input file of the record's first occurrence (None
+    # on every other row)
+    first_line_no: int | None = None
+    first_source: str | None = None

@@ -51,16 +51,26 @@ def warning_section(infos: Sequence[dict[str, Any]]) -> str:
 def domain_section(s: dict[str, Any]) -> str:
     """The Norway table: classes over all input lines and over mail domains."""
     d = s["domains"]
+    duplicates = d.get("duplicates")
+    repeated = ("" if not duplicates else
+                f' (<b data-stat="domains/duplicates">{esc(duplicates)}</b> more records repeat '
+                "a domain listed before: counted once)")
     parts = ["<h2>Domains</h2>",
              f'<p class="note"><b data-stat="domains/input_lines">{esc(d["input_lines"])}</b> '
-             f'input lines; <b data-stat="domains/mail_domains">{esc(d["mail_domains"])}</b> mail '
+             f'input lines{repeated}; <b data-stat="domains/mail_domains">'
+             f'{esc(d["mail_domains"])}</b> mail '
              "domains (at least one mail server answered SMTP). A domain is <i>all</i> when every"
              " (MX host, address) pair that answered negotiated TLS, <i>some</i> when some did, "
              "<i>none</i> when none did; strict counts only pairs with a valid chain naming the "
              "MX host.</p>"]
+    not_measured = set(d.get("not_measured") or ())
     for what, title in (("starttls", "STARTTLS"), ("strict", "strict TLS")):
         rows = []
         for cls in DOMAIN_CLASSES:
+            if cls in not_measured:  # older schema: such domains are in another class
+                rows.append([f'<td class="k {esc(cls)}">{esc(cls)}</td>',
+                             '<td colspan="3">not measured by this scan</td>'])
+                continue
             n = d[what].get(cls, 0)
             share = (_pct_cell(d[f"{what}_share_of_mail_domains"][cls],
                                f"domains/{what}_share_of_mail_domains/{cls}")
@@ -127,7 +137,8 @@ def tls_section(s: dict[str, Any]) -> str:
         + "</section></div><h3>Issuers of leaf certificates</h3>"
         + table("issuers", "issuer", tls, False)
         + "<h2>MTA software</h2><div class=\"grid\"><section><h3>From the greeting</h3>"
-        + table("software", "software", answered)
+        + (table("software", "software", answered) if dist["software"] is not None
+           else '<p class="note">not measured by this scan (schema before 1.2)</p>')
         + "</section><section><h3>Most common greetings (host name removed)</h3>"
         + table("banners", "greeting", answered, False) + "</section></div>")
 

@@ -2,6 +2,11 @@
 
 The classes count pairs whose EHLO completed ("answered SMTP"): `all` / `some` / `none` of them
 negotiated TLS (starttls_class) or passed strict validation for that MX name (strict_class).
+When no pair answered and none was contacted: `private_mx` when every address is private
+(loopback, RFC 1918, ULA, reserved...: a fact about the domain), `excluded` when at least one
+is on the exclusion list (a public address we chose not to look at could have answered).
+Private addresses beside contacted ones count like unreachable ones: not at all in
+all/some/none, and `unreachable` when no contacted address answered.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ def _non_mail_record(item: DomainInput, status: str, cls: StartTlsClass,
         n_mx_hosts=len(mail.hosts) if mail else 0, n_addresses=0, n_pairs=0, n_reachable=0,
         n_starttls=0, n_tls=0, n_strict=0, starttls_class=cls, strict_class=cls,
         dns_ms=mail.dns_ms if mail else None, finished_at=datetime.now(UTC),
+        first_line_no=item.first_line_no, first_source=item.first_source,
         **(policy or {}))  # type: ignore[arg-type]
 
 
@@ -44,6 +50,12 @@ def rollup_invalid(item: DomainInput) -> DomainRecord:
 def rollup_excluded(item: DomainInput) -> DomainRecord:
     """A domain on the exclusion list: never looked up, never contacted."""
     return _non_mail_record(item, "excluded", StartTlsClass.EXCLUDED)
+
+
+def rollup_duplicate(item: DomainInput) -> DomainRecord:
+    """A record repeating an earlier one: class `duplicate`, pointing at the first occurrence
+    (its row holds the facts); never looked up again."""
+    return _non_mail_record(item, InputStatus.DUPLICATE.value, StartTlsClass.DUPLICATE)
 
 
 def rollup_domain(item: DomainInput, mail: MailHosts, port: int,
@@ -89,9 +101,13 @@ def rollup_domain(item: DomainInput, mail: MailHosts, port: int,
     if not with_address:
         cls = strict = StartTlsClass.DNS_ERROR
     elif not answered:
-        excluded = all(e.outcome in (HostOutcome.EXCLUDED, HostOutcome.PRIVATE_ADDRESS)
-                       for e in with_address)
-        cls = strict = StartTlsClass.EXCLUDED if excluded else StartTlsClass.UNREACHABLE
+        outcomes = {e.outcome for e in with_address}
+        if outcomes == {HostOutcome.PRIVATE_ADDRESS}:
+            cls = strict = StartTlsClass.PRIVATE_MX
+        elif outcomes <= {HostOutcome.EXCLUDED, HostOutcome.PRIVATE_ADDRESS}:
+            cls = strict = StartTlsClass.EXCLUDED
+        else:
+            cls = strict = StartTlsClass.UNREACHABLE
     else:
         cls = _share_class(n_tls, len(answered))
         strict = _share_class(n_strict, len(answered))

@@ -113,11 +113,16 @@ def _summary(run: ScanCounts, counts: ScanCounts, config: ScanConfig) -> str:
              f"{counts.domains - run.domains} before), "
              f"{counts.probes} mail server addresses probed ({run.probes} in this run), "
              f"{counts.certificates} distinct certificates"]
-    if counts.classes:
-        total = sum(counts.classes.values())
+    classes = dict(counts.classes)
+    duplicates = classes.pop("duplicate", 0)  # no domains: shares count each domain once
+    if classes:
+        total = sum(classes.values())
         parts = ", ".join(f"{k} {v} ({100 * v / total:.1f}%)"
-                          for k, v in sorted(counts.classes.items(), key=lambda kv: -kv[1]))
+                          for k, v in sorted(classes.items(), key=lambda kv: -kv[1]))
         lines.append(f"starttls_class: {parts}")
+    if duplicates:
+        lines.append(f"{duplicates} input records repeat a domain listed before "
+                     "(rows with status duplicate)")
     if counts.outcomes:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.outcomes.items(),
                                                         key=lambda kv: -kv[1]))

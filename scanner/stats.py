@@ -3,7 +3,9 @@
 The CLI (`scanner stats`), the demo and the notebooks use these functions, so their numbers
 never disagree. Denominators are stated with every share:
 - the domain table (Norway 2010): per starttls_class and strict_class, over all input lines and
-  over "mail domains" (domains with at least one mail server that answered SMTP);
+  over "mail domains" (domains with at least one mail server that answered SMTP); a record
+  repeating an earlier one (status and class `duplicate`) is no domain and no input line of
+  these tables: it is counted apart, so duplicates never move a share;
 - the host table (Facebook 2014): over distinct addresses that answered SMTP, STARTTLS offered,
   TLS negotiated, forward secrecy (share of TLS hosts), strict-valid (share of TLS hosts);
 - distributions (scanner/stats_dist.py) and groups by provider / TLD / MX (scanner/stats_groups.py)
@@ -21,18 +23,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scanner.scan_status import scan_status, scan_warnings
-from scanner.sink.dataset import read_dataset, read_manifest
+from scanner.sink.dataset import dataset_columns, read_dataset, read_manifest
 from scanner.stats_dist import CERT_PROBLEMS, distributions, scan_start
 from scanner.stats_groups import GROUPINGS, failing_domains, grouped_stats
 from scanner.stats_policy import policy_stats
 
-__all__ = ["CERT_PROBLEMS", "DOMAIN_CLASSES", "GROUPINGS", "MAIL_CLASSES", "DomainTable",
-           "HostTable", "Share", "distributions", "domain_table", "failing_domains",
-           "grouped_stats", "host_table", "scan_info", "scan_start", "survey_stats"]
+__all__ = ["CERT_PROBLEMS", "DOMAIN_CLASSES", "DUPLICATE", "GROUPINGS", "MAIL_CLASSES",
+           "DomainTable", "HostTable", "Share", "distributions", "domain_table",
+           "failing_domains", "grouped_stats", "host_table", "scan_info", "scan_start",
+           "survey_stats"]
 
 MAIL_CLASSES = ("all", "some", "none")
 DOMAIN_CLASSES = ("all", "some", "none", "unreachable", "no_mx", "null_mx", "dns_error",
-                  "invalid", "excluded")
+                  "private_mx", "invalid", "excluded")
+#: the class of a record that repeats an earlier one: a row, but no domain of the tables
+DUPLICATE = "duplicate"
+#: Classes and counts added by schema 1.4 (with the `first_line_no` column): before it, a
+#: domain with only private MX addresses was `excluded` and duplicates had no row.
+_SINCE_1_4 = ("private_mx",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +59,15 @@ class Share:
 class DomainTable:
     """Per-domain classes with both denominators."""
 
-    input_lines: int = 0
+    input_lines: int = 0  # input records, each domain once: every row but the duplicates
     mail_domains: int = 0  # classes all/some/none: at least one MX answered SMTP
     starttls: dict[str, int] = field(default_factory=dict)
     strict: dict[str, int] = field(default_factory=dict)
+    # rows of records repeating an earlier one (not in the counts above); None when the scan
+    # did not record them (schema before 1.4 skipped duplicates without a row)
+    duplicates: int | None = 0
+    # classes the scan could not record (its schema predates them): not measured, never 0
+    not_measured: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -77,10 +90,16 @@ class HostTable:
 def domain_table(outdir: Path) -> DomainTable:
     """The Norway table: starttls_class and strict_class counts with their denominators."""
     t = read_dataset(outdir, "domains", columns=["starttls_class", "strict_class"])
-    table = DomainTable(input_lines=t.num_rows)
+    table = DomainTable()
     table.starttls = _column_counts(t.column("starttls_class"))
     table.strict = _column_counts(t.column("strict_class"))
+    duplicates = table.starttls.pop(DUPLICATE, 0)
+    table.strict.pop(DUPLICATE, None)
+    table.input_lines = t.num_rows - duplicates
     table.mail_domains = sum(table.starttls.get(c, 0) for c in MAIL_CLASSES)
+    table.duplicates = duplicates
+    if "first_line_no" not in dataset_columns(outdir, "domains"):
+        table.duplicates, table.not_measured = None, list(_SINCE_1_4)
     return table
 
 

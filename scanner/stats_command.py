@@ -35,8 +35,17 @@ def stat_rows(stats: dict[str, Any]) -> list[tuple[str, str, int, int, float | N
     def pct(n: int, of: int) -> float | None:
         return None if of == 0 else round(100.0 * n / of, 2)
 
+    duplicates = d.get("duplicates")
+    if duplicates is not None:  # None: a scan whose schema did not record them
+        records = d["input_lines"] + duplicates
+        rows += [("input_records", "domains", d["input_lines"], records,
+                  pct(d["input_lines"], records)),
+                 ("input_records", "duplicate", duplicates, records, pct(duplicates, records))]
+    not_measured = set(d.get("not_measured") or ())
     for name, counts in (("starttls_class", d["starttls"]), ("strict_class", d["strict"])):
         for cls in DOMAIN_CLASSES:
+            if cls in not_measured:
+                continue
             n = counts.get(cls, 0)
             rows.append((f"domains.{name}", cls, n, d["input_lines"], pct(n, d["input_lines"])))
         for cls in MAIL_CLASSES:
@@ -63,7 +72,7 @@ def stat_rows(stats: dict[str, Any]) -> list[tuple[str, str, int, int, float | N
     if dist:
         for section, denominator in _DIST_SECTIONS:
             of = dist[denominator]
-            for key, n in dist[section].items():
+            for key, n in (dist[section] or {}).items():  # None: not measured by this scan
                 rows.append((section, key, n, of, pct(n, of)))
             if section == "dh_sizes":  # a table's rows stay together: render heads each run
                 rows.append((section, "logjam_exposed_le_1024", dist["dh_logjam_exposed"], of,

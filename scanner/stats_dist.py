@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from scanner.sink.dataset import read_dataset, read_manifest
+from scanner.sink.dataset import dataset_columns, read_dataset, read_manifest
 
 #: The certificate problems, in the order tables show them.
 CERT_PROBLEMS = ("expired", "not_yet_valid", "self_signed", "wrong_name", "untrusted",
@@ -53,6 +53,8 @@ def _top(counter: Counter[str], top: int = TOP) -> dict[str, int]:
 
 def distributions(outdir: Path) -> dict[str, Any]:
     """Every distribution of the report, as a JSON-ready dict of counts with denominators."""
+    # the greeting's fingerprint came with schema 1.2: not measured before, never "(no banner)"
+    has_software = "mta_software" in dataset_columns(outdir, "hosts")
     hosts = read_dataset(outdir, "hosts", columns=[
         "ip", "outcome", "ehlo_status", "banner", "mta_software", "tls_version", "tls_cipher",
         "kex_group", "kex_bits", "leaf_sha256", "chain_valid", "verify_error"]).to_pylist()
@@ -101,7 +103,8 @@ def distributions(outdir: Path) -> dict[str, Any]:
         "dh_sizes": dict(sorted(dh_bits.items(), key=lambda kv: int(kv[0]))),
         "dh_logjam_exposed": logjam,
         "certificate_problems": dict(problems), "issuers": _top(issuers),
-        "software": dict(software.most_common()), "banners": _top(banners, 15),
+        "software": dict(software.most_common()) if has_software else None,
+        "banners": _top(banners, 15),
     }
 
 

@@ -4,6 +4,7 @@ A domain belongs to the group of its primary MX host (lowest preference, then na
 first of `mx_hostnames`): the provider is that host's registrable domain (Public Suffix List).
 Domains without a mail host form the group "(no mail host)". Host columns count the distinct
 addresses the group's domains use. Groups are ordered by the number of domains they serve.
+Duplicate rows (a record repeating an earlier one) are no domain: they belong to no group.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _key(by: str) -> Callable[[dict[str, Any]], str]:
 def _domain_rows(outdir: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = read_dataset(outdir, "domains", columns=[
         "domain", "input", "mx_hostnames", "starttls_class", "strict_class"]).to_pylist()
-    return rows
+    return [r for r in rows if r["starttls_class"] != "duplicate"]
 
 
 def grouped_stats(outdir: Path, by: str, top: int | None = None) -> list[dict[str, Any]]:

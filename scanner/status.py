@@ -15,6 +15,7 @@ class InputStatus(StrEnum):
 
     OK = "ok"
     INVALID = "invalid"
+    DUPLICATE = "duplicate"  # the same A-label as an earlier record, in any input file
 
 
 class DnsStatus(StrEnum):
@@ -157,8 +158,12 @@ class StartTlsClass(StrEnum):
     NO_MX = "no_mx"  # no MX and no address for an implicit MX
     NULL_MX = "null_mx"
     DNS_ERROR = "dns_error"  # MX lookup failed, or no MX host resolved to an address
+    # every MX address is loopback, private or reserved (never contacted outside the lab's
+    # 127.0.0.0/8 in lab mode): mail to the domain cannot be delivered over the internet
+    PRIVATE_MX = "private_mx"
     INVALID = "invalid"
-    EXCLUDED = "excluded"
+    EXCLUDED = "excluded"  # on the exclusion list, or every MX address is (none contacted)
+    DUPLICATE = "duplicate"  # a record repeating an earlier one: not a domain of its own
 
 
 #: strict_class uses the same vocabulary, counting only strict-valid pairs.

@@ -45,9 +45,9 @@ def test_records_are_the_rows_the_scan_writes(tmp_path: Path, name: str, text: s
     path = write(tmp_path, name, text)
     fingerprint = fingerprint_input(path)
     rows, stats = read_all([path])
-    # every record gets a row: a new name, an invalid line, or (soon) a duplicate's own row
-    assert fingerprint.records == stats.valid + stats.invalid + stats.duplicates
-    assert fingerprint.records == len(rows) + stats.duplicates
+    # every record gets a row: a new name, an invalid line, or a duplicate's own row
+    assert fingerprint.records == stats.valid + stats.invalid + stats.duplicates == len(rows)
+    assert stats.duplicates == sum(r.status == "duplicate" for r in rows)
     assert fingerprint.lines == stats.lines == len(text.splitlines())
     assert fingerprint.format == stats.formats[str(path)]
 

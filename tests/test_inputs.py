@@ -137,8 +137,8 @@ def test_blank_and_comment_lines_are_skipped_and_counted(tmp_path: Path) -> None
     path = write(tmp_path, "list.txt", "# header\n\n   \na.example\n  # indented\nb.example\n")
     rows, stats = read_all([path])
     assert [(r.line_no, r.domain) for r in rows] == [(4, "a.example"), (6, "b.example")]
-    assert stats.as_dict() == {"lines": 6, "valid": 2, "invalid": 0, "duplicates": 0,
-                               "skipped": 4}
+    assert stats.as_dict() == {"lines": 6, "records": 2, "valid": 2, "invalid": 0,
+                               "duplicates": 0, "skipped": 4}
 
 
 def test_bom_and_crlf(tmp_path: Path) -> None:
@@ -172,21 +172,49 @@ def test_overlong_line_is_cut_and_reading_goes_on(tmp_path: Path,
 # --- duplicates and numbering across files ------------------------------------------------------
 
 
-def test_duplicates_are_skipped_and_counted_across_files_and_formats(tmp_path: Path) -> None:
+def test_duplicates_are_rows_pointing_at_the_first_occurrence_across_files(
+        tmp_path: Path) -> None:
     text = write(tmp_path, "a.txt", "example.no\nEXAMPLE.NO.\nbücher.no\nbad_one.no\nbad_one.no\n")
     csv = write(tmp_path, "b.csv", "1,xn--bcher-kva.no\n2,new.no\n3,example.no\n")
     zone = write(tmp_path, "c.zone", ZONE)
     rows, stats = read_all([text, csv, zone])
-    assert domains(rows) == ["example.no", "xn--bcher-kva.no", None, None, "new.no",
-                             "other.no", "ttlfirst.no", "classfirst.no", "bare.no", "paren.no",
-                             None, "signed.no", "split.no", "inner.sub.no", "sub.no"]
-    # invalid lines are never de-duplicated: each is a row
-    assert [r.line_no for r in rows[:5]] == [1, 3, 4, 5, 7]
-    # example.no (text, csv, zone), bücher (csv, zone): the zone's second NS records are not
-    assert stats.duplicates == 5
-    assert stats.lines == 5 + 3 + ZONE.count("\n")
-    assert stats.valid + stats.invalid == len(rows)
+    zone_rows = rows[8:]
+    assert domains(zone_rows) == ZONE_NAMES
+    duplicates = [(r.line_no, r.source, r.domain, r.first_line_no, r.first_source)
+                  for r in rows if r.status is InputStatus.DUPLICATE]
+    # example.no (text, csv, zone) and bücher (csv, zone), each pointing at its first line;
+    # the zone's further NS records of a delegation are no records at all
+    assert duplicates == [(2, "a.txt", "example.no", 1, "a.txt"),
+                          (6, "b.csv", "xn--bcher-kva.no", 3, "a.txt"),
+                          (8, "b.csv", "example.no", 1, "a.txt"),
+                          (8 + 10, "c.zone", "example.no", 1, "a.txt"),
+                          (8 + 20, "c.zone", "xn--bcher-kva.no", 3, "a.txt")]
+    assert [(r.line_no, r.status) for r in rows[:8]] == [
+        (1, "ok"), (2, "duplicate"), (3, "ok"), (4, "invalid"), (5, "invalid"),  # invalid
+        (6, "duplicate"), (7, "ok"), (8, "duplicate")]  # lines are never de-duplicated
+    assert all(r.first_line_no is None and r.first_source is None
+               for r in rows if r.status is not InputStatus.DUPLICATE)
+    # every record is a row: the counts reconcile with the rows and the lines
+    assert stats.duplicates == 5 and stats.records == len(rows)
+    assert (stats.valid, stats.invalid) == (sum(r.status == "ok" for r in rows),
+                                            sum(r.status == "invalid" for r in rows))
+    assert stats.lines == 5 + 3 + ZONE.count("\n") == stats.records + stats.skipped
     assert {r.source for r in rows} == {"a.txt", "b.csv", "c.zone"}
+
+
+def test_a_zone_record_is_an_owner_name_and_its_idna_twin_is_a_duplicate(
+        tmp_path: Path) -> None:
+    zone = write(tmp_path, "no.zone", "$ORIGIN no.\n@ SOA ns. h. 1 2 3 4 5\n@ NS ns1.nic.no.\n"
+                 "bücher NS ns1.x.\nbücher NS ns2.x.\nglue.bücher A 192.0.2.1\n"
+                 "other NS ns.x.\nBÜCHER NS ns3.x.\nxn--bcher-kva NS ns1.x.\n"
+                 "xn--bcher-kva RRSIG NS 8 2 3600 ( 1 2 3 x. abc )\nother.no. NS ns.y.\n")
+    rows, stats = read_all([zone])
+    # bücher's three NS records (also far apart, and in capitals) are one delegation; the same
+    # name spelt as an A-label is another owner name, thus a record, and a duplicate
+    assert [(r.line_no, r.domain, r.status, r.first_line_no) for r in rows] == [
+        (4, "xn--bcher-kva.no", "ok", None), (7, "other.no", "ok", None),
+        (9, "xn--bcher-kva.no", "duplicate", 4)]
+    assert (stats.lines, stats.records, stats.skipped) == (11, 3, 8)
 
 
 def test_line_numbers_run_on_across_files(tmp_path: Path) -> None:
@@ -361,11 +389,23 @@ def _bad_files(directory: Path) -> dict[str, tuple[Path, str]]:
         "zstd": (write(directory, "z.zst", b"\x28\xb5\x2f\xfd\x00\x00"), "zstd"),
         "zip": (write(directory, "z.zip", b"PK\x03\x04rest"), "zip"),
         "corrupt_gzip": (write(directory, "bad.gz", b"\x1f\x8b\x08\x00garbage"), "cannot read"),
+        "comments_only": (write(directory, "comments.txt", "# a list\n\n  # to come\n \r\n"),
+                          "holds no domain: only comments and blank lines"),
+        "blank_gzip": (write(directory, "blank.gz", "\n" * 100_000, "gzip"),
+                       "holds no domain: only comments and blank lines"),
+        "long_comments": (write(directory, "long.txt", "# padding\n" * 20_000),
+                          "holds no domain: only comments and blank lines"),
+        "csv_header_only": (write(directory, "top.csv", "rank,domain\n# none yet\n"),
+                            "holds no domain: only a CSV header"),
+        "zone_without_delegation": (
+            write(directory, "empty.zone", "$ORIGIN no.\n@ SOA ns. h. 1 2 3 4 5\n@ NS ns.\n"),
+            "holds no delegation"),
     }
 
 
 BAD_FILE_KINDS = ["missing", "directory", "empty", "empty_gzip", "bom_only", "nul", "binary_gzip",
-                  "latin1", "utf16", "zstd", "zip", "corrupt_gzip"]
+                  "latin1", "utf16", "zstd", "zip", "corrupt_gzip", "comments_only", "blank_gzip",
+                  "long_comments", "csv_header_only", "zone_without_delegation"]
 
 
 def test_every_bad_file_kind_is_tested(tmp_path: Path) -> None:
@@ -385,6 +425,46 @@ def test_bad_file_raises_one_line_input_error(tmp_path: Path, kind: str) -> None
     assert next(reader).domain == "good.example"
     with pytest.raises(InputError, match=fragment):
         next(reader)
+
+
+def test_a_file_of_comments_is_a_one_line_error_of_scan(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    from scanner.cli import main
+
+    good = write(tmp_path, "good.txt", "good.example\n")
+    comments = write(tmp_path, "comments.txt", "# nothing here yet\n\n")
+    out = tmp_path / "out"
+    assert main(["scan", str(good), str(comments), "-o", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"scanner: error: {comments}: holds no domain: only comments and blank lines\n"
+    assert not out.exists()  # refused before anything was contacted or written
+
+
+def test_a_record_after_a_long_comment_header_is_found(tmp_path: Path) -> None:
+    path = write(tmp_path, "list.txt", "# licence text\n" * 20_000 + "\nlate.example\n", "gzip")
+    check_inputs([path])  # read up to its first record, well past the sniffed head
+    rows, stats = read_all([path])
+    assert domains(rows) == ["late.example"] and rows[0].line_no == 20_002
+    assert (stats.records, stats.skipped) == (1, 20_001)
+
+
+def test_a_pipe_of_comments_is_an_error_at_its_end(tmp_path: Path) -> None:
+    fifo = tmp_path / "list.pipe"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as writer:
+            writer.write(b"# only a comment\n")
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        check_inputs([fifo])  # a pipe is read once, by read_domains
+        with pytest.raises(InputError, match="only comments and blank lines"):
+            read_all([fifo])
+    finally:
+        feeder.join(timeout=5)
 
 
 def test_unreadable_file_raises_input_error(tmp_path: Path,
@@ -431,10 +511,16 @@ def test_text_csv_and_zone_forms_of_a_list_agree(pairs: list[tuple[str, str]]) -
             rows, stats = read_all([write(Path(directory), name, text, "gzip")])
             assert stats.formats[str(Path(directory) / name)].split("+")[0] == name[5:]
             assert stats.lines == len(names) + (name == "list.zone")
-            results.append([(r.domain, r.reason) for r in rows if r.domain or r.reason])
+            results.append([(r.domain, r.reason, r.status) for r in rows])
+            assert stats.records == len(rows)
     text_rows, csv_rows, zone_rows = results
-    assert text_rows == csv_rows
-    # a zone repeats no invalid owner and treats the second NS of a name as the same delegation
-    assert [r for r in zone_rows if r[0]] == [r for r in text_rows if r[0]]
-    valid = [d for d, _ in text_rows if d]
+    assert text_rows == csv_rows and len(text_rows) == len(names)
+    # a zone repeats no owner (the second NS of a name is the same delegation): each name is
+    # one record, valid or not, where a list has a row for each of its lines
+    firsts: dict[str, tuple[str | None, str | None, str]] = {}
+    for name, row in zip(names, text_rows, strict=True):
+        firsts.setdefault(name, row)
+    assert zone_rows == list(firsts.values())
+    assert [r for r in text_rows if r[2] != "duplicate" and r[0]] == [r for r in zone_rows if r[0]]
+    valid = [d for d, _, status in text_rows if status == "ok"]
     assert len(valid) == len(set(valid))

@@ -36,7 +36,18 @@ def test_mixed_has_every_behaviour_and_dns_case() -> None:
 
 def test_mixed_covers_every_domain_class() -> None:
     assert set(_classes("mixed", 200)) == {"all", "some", "none", "unreachable", "no_mx",
-                                          "null_mx", "dns_error", "invalid"}
+                                          "null_mx", "dns_error", "private_mx", "invalid"}
+
+
+def test_mixed_private_mx_domain_points_only_at_private_addresses() -> None:
+    pop = generate("mixed", 200, 1)
+    (domain,) = [d for d in pop.domains if d.case is DnsCase.PRIVATE_MX]
+    ips = [ipaddress.ip_address(ip) for _, name in domain.mx for ip in pop.addresses[name]]
+    # RFC 1918 and ULA, both families, none in the lab's 127.0.0.0/8 nor served by a lab host
+    assert {ip.version for ip in ips} == {4, 6}
+    assert all(ip.is_private and not ip.is_loopback and pop.behaviour_of(str(ip)) is None
+               for ip in ips)
+    assert set(pop.unserved_addresses()) == {str(ip) for ip in ips}
 
 
 @pytest.mark.parametrize("profile", ["mixed", "norway-2010", "facebook-2014", "hostile"])
@@ -62,7 +73,8 @@ def test_cert_names_cover_every_name_leading_to_the_host(profile: str) -> None:
         names = [d.name] if d.case is DnsCase.IMPLICIT else [n for _, n in d.mx]
         for name in names:
             for ip in pop.addresses.get(pop.cnames.get(name, name), ()):
-                assert name in pop.host(ip).cert_names
+                if d.case is not DnsCase.PRIVATE_MX:  # nothing serves those addresses
+                    assert name in pop.host(ip).cert_names
 
 
 def test_norway_shares_among_answering_domains() -> None:
@@ -114,7 +126,8 @@ def test_hostile_cycles_every_failure_mode() -> None:
     pop = generate("hostile", 1000, 1)
     assert {h.behaviour for h in pop.hosts} >= set(Behaviour) - {Behaviour.VALID}
     assert len(pop.hosts) >= 900
-    assert {d.case for d in pop.domains} == set(DnsCase) - {DnsCase.INVALID}
+    # private_mx is the mixed profile's: a failure of the domain, not a server's behaviour
+    assert {d.case for d in pop.domains} == set(DnsCase) - {DnsCase.INVALID, DnsCase.PRIVATE_MX}
     assert all(h.latency_ms == 0 for h in pop.hosts)
 
 

@@ -111,3 +111,54 @@ def test_the_file_goes_with_the_set(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     del dropped
     gc.collect()
     assert made[-1].closed
+
+
+# -- values: the first occurrence of each name --------------------------------------------------
+
+
+@pytest.mark.parametrize(("merge_every", "stride"), [(1, 1), (3, 2), (7, 256), (None, 256)])
+def test_add_first_keeps_the_value_of_the_first_add_across_merges(merge_every: int | None,
+                                                                  stride: int) -> None:
+    rng = random.Random(stride)
+    pool = [f"n{rng.getrandbits(40)}.test" for _ in range(800)]
+    model: dict[str, int] = {}
+    with NameSet(merge_every=merge_every, stride=stride, values=True) as names:
+        for line_no, name in enumerate(rng.choices(pool, k=3000), start=1):
+            assert names.add_first(name, line_no) == model.get(name)
+            model.setdefault(name, line_no)
+        assert len(names) == len(model)
+        assert all(name in names for name in model)
+        # values as large as a 64-bit line number may be
+        assert names.add_first("big.test", 2**64 - 1) is None
+        assert names.add_first("big.test", 1) == 2**64 - 1
+
+
+def test_values_survive_many_merges_in_every_bucket() -> None:
+    with NameSet(merge_every=1000, values=True) as names:
+        for i in range(20_000):
+            assert names.add_first(f"domain-{i}.no", 10 * i + 3) is None
+        assert all(names.add_first(f"domain-{i}.no", 0) == 10 * i + 3
+                   for i in range(0, 20_000, 7))
+
+
+def test_add_first_needs_a_set_with_values() -> None:
+    with NameSet() as names, pytest.raises(TypeError, match="values=True"):
+        names.add_first("a.test", 1)
+
+
+def test_values_cost_eight_bytes_of_file_and_little_heap() -> None:
+    tracemalloc.start()
+    try:
+        with NameSet(merge_every=1 << 12, values=True) as names:
+            base = tracemalloc.get_traced_memory()[0]
+            for i in range(300_000):
+                names.add_first(f"domain-{i}.no", i + 1)
+            used = tracemalloc.get_traced_memory()[0] - base
+            assert names._file is not None
+            size = names._file.seek(0, 2)
+            assert names.add_first("domain-12345.no", 0) == 12346
+    finally:
+        tracemalloc.stop()
+    # digests and values in the file, 16 bytes a merged name; the heap as without values
+    assert size == 16 * (300_000 - 300_000 % (1 << 12)), size
+    assert used < 700_000, used

@@ -176,3 +176,24 @@ def test_notebooks_run_on_a_scan_without_mail_domains(
     assert survey_stats(config.output)["domains"]["mail_domains"] == 0
     summary = _execute(NOTEBOOKS[0], {"SCANNER_RESULTS": str(config.output)}, monkeypatch)
     assert set(summary["norway"].values()) == {None}
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_reads_a_scan_of_the_oldest_schema(notebook: Path, scans: tuple[Path, Path],
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_stats import older_scan
+
+    first, later = scans
+    old = older_scan(first, tmp_path / "v1.0", "1.0")
+    env = {"SCANNER_RESULTS": str(old),
+           "SCANNER_RESULTS_LIST": os.pathsep.join([str(later), str(old)])}
+    summary = _execute(notebook, env, monkeypatch)
+    stats = survey_stats(first)  # the same servers, read from the newest schema
+    if notebook.stem == "survey_statistics":
+        assert summary["norway"] == {c: stats["domains"]["starttls_share_of_mail_domains"][c]
+                                     for c in ("none", "some", "all")}
+        assert summary["certificate_problems"] == distributions(first)["certificate_problems"]
+    else:
+        assert summary["starttls_all"] == [
+            stats["domains"]["starttls_share_of_mail_domains"]["all"], 0.0]

@@ -163,7 +163,7 @@ def _full_records() -> dict[str, Any]:
         mta_sts_id="id1", mta_sts_fetch_status=StsFetchStatus.TLS_ERROR,
         mta_sts_mode=StsMode.TESTING, mta_sts_max_age=86400, mta_sts_mx_patterns=("*.a.test",),
         mta_sts_mx_all_match=False, mta_sts_delivery_ok=True, dane_class=DaneClass.PARTIAL,
-        n_dane_valid=3, strict_capable=True)
+        n_dane_valid=3, strict_capable=True, first_line_no=3, first_source="first.txt")
     edge = DomainMxRecord(
         domain="a.test", mx_hostname="mx1.a.test", preference=10, ip="192.0.2.7", port=25,
         mx_source=MxSource.MX, outcome=HostOutcome.TLS_OK, smtp_ok=True, starttls_offered=True,

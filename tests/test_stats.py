@@ -15,11 +15,13 @@ import pyarrow as pa
 import pytest
 
 from scanner.cli import main
+from scanner.compare import compare
 from scanner.config import Limits, ScanConfig, Timeouts, TrustStore
 from scanner.lab.serve import LabProcess
 from scanner.mta_software import mta_software
 from scanner.pipeline import Scan
 from scanner.providers import provider_of, tld_of
+from scanner.report import build_report
 from scanner.sink.dataset import read_dataset
 from scanner.stats import (
     MAIL_CLASSES,
@@ -188,11 +190,19 @@ def test_by_provider_cli_formats(lab_scan: Path, capsys: pytest.CaptureFixture[s
 
 # -- the published tables, from a lab built to reproduce them -------------------------------------
 
-def _profile_scan(profile: str, domains: int, tmp: Path) -> tuple[Path, LabProcess]:
+def _profile_scan(profile: str, domains: int, tmp: Path, repeat: int = 0
+                  ) -> tuple[Path, LabProcess]:
+    """A scan of a fresh lab of the profile; with `repeat`, a second input file lists that
+    many of its domains again (in capitals), as a list merged from two sources would."""
     lab = LabProcess.start(profile, domains, 7, tmp / "lab", latency_ms=(0, 0),
                            greet_pause_s=0.3, timeout=60.0)
+    inputs = [lab.directory / "domains.txt"]
+    if repeat:
+        valid = [r["input"] for r in lab.truth_domains().to_pylist() if r["dns_case"] != "invalid"]
+        inputs.append(tmp / "repeats.txt")
+        inputs[-1].write_text("".join(f"{name.upper()}\n" for name in valid[:repeat]))
     config = ScanConfig(
-        output=tmp / "out", inputs=(lab.directory / "domains.txt",), resolvers=(lab.resolver,),
+        output=tmp / "out", inputs=tuple(inputs), resolvers=(lab.resolver,),
         port=lab.smtp_port,
         # margins for a loaded 2-core CI machine: only tarpits wait the full greeting timeout
         timeouts=Timeouts(dns_query=1.0, dns_tries=2, connect=2.0, greeting=2.5, command=5.0,
@@ -208,18 +218,25 @@ def _profile_scan(profile: str, domains: int, tmp: Path) -> tuple[Path, LabProce
 
 
 def test_norway_2010_shares(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out, lab = _profile_scan("norway-2010", 1000, tmp_path)
+    # 150 domains listed twice: each is counted once, the duplicates apart
+    out, lab = _profile_scan("norway-2010", 1000, tmp_path, repeat=150)
     try:
         truth = Counter(lab.truth_domains().column("starttls_class").to_pylist())
     finally:
         lab.stop()
     d = survey_stats(out)["domains"]
-    assert {c: d["starttls"].get(c, 0) for c in truth} == dict(truth)
+    assert d["starttls"] == dict(truth) and d["strict"].keys() <= truth.keys()
+    assert d["input_lines"] == truth.total() and d["duplicates"] == 150
+    assert read_dataset(out, "domains").num_rows == truth.total() + 150
     mail = d["mail_domains"]
     assert mail == sum(truth[c] for c in MAIL_CLASSES)
     tolerance = 100 / mail + 0.05  # the profile rounds each class to whole domains
     assert main(["stats", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
+    for line in lines[lines.index("domains.starttls_class") + 1:]:
+        if not line.startswith("  "):
+            break
+        assert line.split()[3] == str(truth.total()), line  # every share of each domain once
     table = lines[lines.index("mail_domains.starttls_class"):]
     for cls, published in (("none", 67), ("some", 17), ("all", 16)):
         assert abs(d["starttls_share_of_mail_domains"][cls] - published) <= tolerance
@@ -244,3 +261,95 @@ def test_facebook_2014_host_shares(tmp_path: Path) -> None:
     assert abs(h["starttls_share_of_answered"] - 76) <= 2
     assert abs(h["tls_share_of_answered"] - 74.4) <= 2
     assert 40 <= h["strict_share_of_tls"] <= 60
+
+
+# -- results written by older schema versions ----------------------------------------------
+
+#: The columns each schema version added (1.3 added none, only values); 1.0 had the rest.
+ADDED_IN: dict[str, dict[str, tuple[str, ...]]] = {
+    "1.1": {"domains": ("spf_status", "spf_all", "dmarc_status", "dmarc_policy",
+                        "tlsrpt_status", "mta_sts_txt_status", "mta_sts_id",
+                        "mta_sts_fetch_status", "mta_sts_mode", "mta_sts_max_age",
+                        "mta_sts_mx_patterns", "mta_sts_mx_all_match", "mta_sts_delivery_ok",
+                        "dane_class", "n_dane_valid", "strict_capable"),
+            "domain_mx": ("tlsa_status", "tlsa_records", "dane_status", "mta_sts_mx_match",
+                          "mta_sts_ok"),
+            "hosts": ("deep_checked", "tls_versions_accepted", "tls_versions_refused",
+                      "dhe_accepted", "dhe_bits", "dhe_group", "dhe_prime_id")},
+    "1.2": {"hosts": ("mta_software", "mta_version")},
+    "1.4": {"domains": ("first_source", "first_line_no")},
+}
+OLDER_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+
+
+def older_scan(src: Path, dst: Path, version: str) -> Path:
+    """A copy of a results directory as a scanner of an older schema version wrote it: the
+    columns added since are gone, the version is in each file and the manifest, and (before
+    1.4) a domain whose MX addresses were all private was recorded `excluded`."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from scanner.sink.durable import committed_files
+
+    shutil.copytree(src, dst)
+    newer = [added for v, added in ADDED_IN.items() if v > version]
+    for dataset in ("domains", "domain_mx", "hosts", "certificates"):
+        gone = {c for added in newer for c in added.get(dataset, ())}
+        for path in committed_files(dst, dataset):
+            table = pq.read_table(path)
+            if dataset == "domains" and version < "1.4":
+                rows = [{**r, **({"starttls_class": "excluded", "strict_class": "excluded"}
+                                 if r["starttls_class"] == "private_mx" else {})}
+                        for r in table.to_pylist()]
+                table = pa.Table.from_pylist(rows, schema=table.schema)
+            table = table.drop_columns(sorted(gone & set(table.column_names)))
+            meta = {**(table.schema.metadata or {}), b"scanner.schema_version": version.encode()}
+            pq.write_table(table.replace_schema_metadata(meta), path, compression="zstd")
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["schema_version"] = version
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+@pytest.mark.parametrize("version", OLDER_VERSIONS)
+def test_older_scans_read_as_not_measured_never_as_zero(
+        lab_scan: Path, tmp_path: Path, version: str, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    old = older_scan(lab_scan, tmp_path / version, version)
+    now, then = survey_stats(lab_scan), survey_stats(old)
+    d = then["domains"]
+    # duplicates had no row and private MX domains were `excluded`: neither can be told
+    assert d["duplicates"] is None and d["not_measured"] == ["private_mx"]
+    assert now["domains"]["duplicates"] == 0 and now["domains"]["not_measured"] == []
+    assert "private_mx" not in d["starttls"]
+    assert d["starttls"]["excluded"] == now["domains"]["starttls"]["private_mx"] == 1
+    for key in ("input_lines", "mail_domains", "starttls_share_of_mail_domains",
+                "strict_share_of_mail_domains"):
+        assert d[key] == now["domains"][key], key
+    assert then["hosts"] == now["hosts"]
+    # the greeting's fingerprint (1.2) and the policy columns (1.1): absent, not "(no banner)"
+    assert (then["distributions"]["software"] is None) == (version < "1.2")
+    assert (then["policies"] is None) == (version < "1.1")
+    assert main(["stats", str(old), "--format", "csv"]) == 0
+    keys = {(r[0], r[1]) for r in csv.reader(io.StringIO(capsys.readouterr().out)) if r}
+    assert ("domains.starttls_class", "private_mx") not in keys
+    assert ("domains.starttls_class", "excluded") in keys
+    assert not any(table == "input_records" for table, _ in keys)
+    assert any(table == "software" for table, _ in keys) == (version >= "1.2")
+    for args in (["--format", "json"], ["--format", "markdown"], ["--by", "provider"],
+                 ["--failing", "strict"]):
+        assert main(["stats", str(old), *args]) == 0, args
+    capsys.readouterr()
+    # compare, across the schema change: the same domains, no move
+    result = compare(old, lab_scan)
+    assert result["domains"]["only_old"] == result["domains"]["only_new"] == 0
+    assert result["changes"]["starttls"] == {"gained": [], "lost": []}
+    assert all(row["change_pct_points"] in (0, None) for row in result["shares"])
+    assert main(["compare", str(old), str(lab_scan)]) == 0
+    capsys.readouterr()
+    html = build_report([old, lab_scan])
+    assert "not measured by this scan" not in html  # the latest scan is shown in full
+    html = build_report([old])
+    assert html.count("not measured by this scan") == 2 + (version < "1.2")
+    assert main(["report", str(old), "-o", str(tmp_path / "report.html")]) == 0

@@ -112,7 +112,7 @@ def domain_values(pop: Population, domain: LabDomain | None,
     max_age = (ENFORCE_MAX_AGE if mode == "enforce" else TESTING_MAX_AGE) if fetched else None
     edges = pairs(pop, domain) if names else []
     answered = [(n, ip) for n, ip in edges
-                if ip is not None and pop.host(ip).behaviour in ANSWERS_SMTP]
+                if ip is not None and pop.behaviour_of(ip) in ANSWERS_SMTP]
     dane = [edge_dane(pop, n, ip, leaf_names)[1] for n, ip in answered]
     dclass = _dane_class(dane)
     judged = mode in ("enforce", "testing")
@@ -140,7 +140,7 @@ def edge_rows(pop: Population, leaf_names: LeafNames) -> Iterable[tuple[Any, ...
                                              == p[2:] for p in patterns)) if judged else None
             ok = None
             if match is not None:
-                ok = bool(match and ip is not None and pop.host(ip).behaviour in ANSWERS_SMTP
+                ok = bool(match and ip is not None and pop.behaviour_of(ip) in ANSWERS_SMTP
                           and _strict(pop, name, ip))
             yield d.name, name, ip, tlsa, dane, match, ok
 

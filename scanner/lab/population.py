@@ -32,6 +32,9 @@ STS_ADDRESS = "127.0.0.1"
 INVALID_LINES = ("bad..name", "-x.test", "user@example.test", "a" * 64 + ".test")
 IDN_DOMAIN = "blåbær.test"
 IDN_ALABEL = "xn--blbr-roah.test"
+#: Where the MX of a `private_mx` domain points: RFC 1918 and ULA addresses, outside the lab's
+#: 127.0.0.0/8, that no scan may contact, lab mode or not (and the tests refuse to).
+PRIVATE_MX_ADDRESSES = ("10.25.0.1", "fd00:25::1")
 #: Greeting texts of the usual MTAs, with the software and version each announces.
 _SOFTWARE = (("ESMTP Postfix", "postfix", None),
              ("ESMTP Postfix (Debian/GNU)", "postfix", None),
@@ -57,6 +60,7 @@ class DnsCase(StrEnum):
     MX_NO_ADDRESS = "mx_no_address"  # an MX whose name does not resolve
     MX_CNAME = "mx_cname"  # the MX name is a CNAME to a mail host's name
     BIG_MX = "big_mx"  # 30 MX records: the UDP answer is truncated, TCP has it all
+    PRIVATE_MX = "private_mx"  # the MX host's addresses are all private (PRIVATE_MX_ADDRESSES)
     INVALID = "invalid"  # not a domain: a bad input line (truth rows only)
 
 
@@ -96,6 +100,24 @@ class Population:
         if not self._by_ip:
             self._by_ip.update((h.ip, h) for h in self.hosts)
         return self._by_ip[ip]
+
+    def behaviour_of(self, ip: str) -> Behaviour | None:
+        """The behaviour of the host on an address; None for an address no lab host serves
+        (a private one, which a scan never contacts)."""
+        if not self._by_ip:
+            self._by_ip.update((h.ip, h) for h in self.hosts)
+        host = self._by_ip.get(ip)
+        return host.behaviour if host is not None else None
+
+    def unserved_addresses(self) -> dict[str, tuple[str, ...]]:
+        """Addresses in the DNS that no lab host serves, with the names pointing at them."""
+        served = {h.ip for h in self.hosts}
+        names: dict[str, list[str]] = {}
+        for name, ips in self.addresses.items():
+            for ip in ips:
+                if ip not in served:
+                    names.setdefault(ip, []).append(name)
+        return {ip: tuple(n) for ip, n in names.items()}
 
     def input_lines(self) -> list[str]:
         """The lines of domains.txt: every domain and the invalid lines, in a seeded order."""
@@ -170,6 +192,12 @@ class Builder:
         """A domain without MX whose own A record points at the host."""
         self.name_host(name, draft)
         self.domain(name, DnsCase.IMPLICIT)
+
+    def private_mx(self, name: str) -> None:
+        """A domain whose one MX host resolves only to private addresses (A and AAAA)."""
+        mx = f"mx.{name}"
+        self.addresses[mx] = PRIVATE_MX_ADDRESSES
+        self.domain(name, DnsCase.PRIVATE_MX, ((10, mx),))
 
     def via_cname(self, name: str, draft: HostDraft) -> None:
         """A domain whose MX name is a CNAME to the host's first name."""

@@ -1,5 +1,8 @@
 """The lab's population profiles: mixed (every case once), hostile, norway-2010, facebook-2014.
 
+`mixed` also has `private-mx.test`, whose MX resolves only to RFC 1918 and ULA addresses: a
+scan (lab mode or not) must record it `private_mx` without contacting them.
+
 norway-2010 reproduces the 2010 Norwegian survey per domain (67% none / 17% some / 16% all among
 domains whose servers answer); facebook-2014 reproduces Facebook's per-MX-host shares (76%
 STARTTLS, 74% of those with forward secrecy, about half strict-valid, ~1.6% broken TLS).
@@ -74,6 +77,7 @@ def _mixed(b: Builder, n: int) -> None:
     b.via_cname(b.new_name("cname"), popular[0])
     b.domain(b.new_name("bigmx"), DnsCase.BIG_MX, b.big_mx())
     _dane_domains(b, plain_mx[0][1])
+    b.private_mx("private-mx.test")
     mx_sets = [s for s, _ in sets]
     weights = [w for _, w in sets]
     for mx in b.rng.choices(mx_sets, weights, k=max(0, n - len(b.domains))):

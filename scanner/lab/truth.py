@@ -30,7 +30,7 @@ from scanner.sink.schema import (
     TRUTH_EDGE_COLUMNS,
     TRUTH_HOST_COLUMNS,
 )
-from scanner.status import DnsStatus, MxSource, ReplyStatus, StartTlsClass
+from scanner.status import DnsStatus, HostOutcome, MxSource, ReplyStatus, StartTlsClass
 
 try:  # the name the lab PKI puts in wrong_name certificates
     from scanner.lab.pki import WRONG_NAME
@@ -93,13 +93,17 @@ class _Judge:
             else:
                 pairs.append((name, None))  # an MX host without address is one pair
         addressed = [(name, ip) for name, ip in pairs if ip is not None]
-        behaviours = [(name, ip, pop.host(ip).behaviour) for name, ip in addressed]
+        # None: a private address no lab host serves, never contacted
+        behaviours = [(name, ip, pop.behaviour_of(ip)) for name, ip in addressed]
         answered = [(n, ip, b) for n, ip, b in behaviours if b in ANSWERS_SMTP]
         n_tls = sum(b in NEGOTIATES_TLS for _, _, b in answered)
         n_strict = sum(b in STRICT_VALID and n in self._cert_names[ip] for n, ip, b in answered)
-        n_offered = sum(EXPECTED[b].starttls_offered is True for _, _, b in behaviours)
+        n_offered = sum(b is not None and EXPECTED[b].starttls_offered is True
+                        for _, _, b in behaviours)
         if not addressed:
             cls = strict = StartTlsClass.DNS_ERROR
+        elif all(b is None for _, _, b in behaviours):
+            cls = strict = StartTlsClass.PRIVATE_MX
         elif not answered:
             cls = strict = StartTlsClass.UNREACHABLE
         else:
@@ -151,7 +155,8 @@ def _software(host: LabHost) -> tuple[str | None, str | None]:
 
 
 def host_rows(population: Population, port: int) -> Iterable[tuple[Any, ...]]:
-    """Truth rows (HOST_TRUTH order) for every host."""
+    """Truth rows (HOST_TRUTH order) for every host, and for every private address in the
+    DNS (behaviour null: nothing serves it, and a scan records it without contacting it)."""
     for h in population.hosts:
         e = EXPECTED[h.behaviour]
         yield (h.ip, port, e.outcome.value, e.connect_status.value, e.greeting_status.value,
@@ -161,6 +166,11 @@ def host_rows(population: Population, port: int) -> Iterable[tuple[Any, ...]]:
                e.verify_error.value if e.verify_error else None, leaf_names(h),
                *_software(h), h.behaviour.value, h.cert_names or h.mx_names, h.latency_ms,
                *deep_values(h.behaviour))
+    private, unreached = HostOutcome.PRIVATE_ADDRESS.value, ReplyStatus.NOT_REACHED.value
+    for ip, names in population.unserved_addresses().items():
+        # greeting, EHLO, STARTTLS, handshake and EHLO after TLS never reached; no TLS facts
+        yield (ip, port, private, private, *[unreached] * 5, None, None, None, None, None,
+               None, None, (), None, None, None, names, 0, (), (), None, None, None)
 
 
 def _table(rows: Iterable[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:

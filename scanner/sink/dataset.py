@@ -1,4 +1,9 @@
-"""Reading a scan's output for consumers (stats, reports, tests, notebooks): committed data only."""
+"""Reading a scan's output for consumers (stats, reports, tests, notebooks): committed data only.
+
+Results of older schema versions stay readable: a column their part files lack (added by a later
+schema, see README "Output: one schema") reads as nulls, and `dataset_columns` says which
+columns the files hold, so that statistics can tell "not measured" from 0 or false.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from scanner.sink.schema import DATASETS
 def read_dataset(outdir: Path, name: str, columns: Sequence[str] | None = None) -> pa.Table:
     """One dataset's committed part files, concatenated; an empty table with the schema if none.
 
-    Part files not in `_commits.jsonl` (a crash before their commit) are ignored.
+    Part files not in `_commits.jsonl` (a crash before their commit) are ignored. A column a
+    part file lacks (written by an older schema version) is all nulls.
     """
     try:
         schema = DATASETS[name]
@@ -29,11 +35,31 @@ def read_dataset(outdir: Path, name: str, columns: Sequence[str] | None = None) 
         if unknown:
             raise ValueError(f"{name} has no column {', '.join(unknown)}")
         target = pa.schema([schema.field(c) for c in wanted], metadata=schema.metadata)
-    tables = [pq.read_table(path, columns=wanted) for path in committed_files(Path(outdir), name)]
+    tables = [_read_part(path, target) for path in committed_files(Path(outdir), name)]
     if not tables:
         return target.empty_table()
+    return pa.concat_tables(tables)
+
+
+def _read_part(path: Path, target: pa.Schema) -> pa.Table:
+    """One part file with exactly the columns of `target`: nulls where the file has none."""
+    present = set(pq.read_schema(path).names)
+    table = pq.read_table(path, columns=[c for c in target.names if c in present])
+    for i, f in enumerate(target):
+        if f.name not in present:
+            table = table.add_column(i, f.name, pa.nulls(table.num_rows, f.type))
     # Parquet names list items "element": cast back to the schema's exact types
-    return pa.concat_tables(tables).cast(target)
+    return table.cast(target)
+
+
+def dataset_columns(outdir: Path, name: str) -> frozenset[str]:
+    """The columns every committed part file of a dataset holds: the current schema's, less
+    those added after the oldest schema version that wrote a part (a resumed scan may hold
+    parts of two). All of the schema's when nothing is committed."""
+    columns = frozenset(DATASETS[name].names)
+    for path in committed_files(Path(outdir), name):
+        columns &= frozenset(pq.read_schema(path).names)
+    return columns
 
 
 def committed_rows(outdir: Path) -> dict[str, int]:

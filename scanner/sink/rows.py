@@ -137,6 +137,8 @@ def append_domain(buf: ColumnBuffer, rec: DomainRecord) -> None:
     c["domain_unicode"].append(rec.domain_unicode)
     c["status"].append(rec.status)
     c["reason"].append(rec.reason)
+    c["first_source"].append(rec.first_source)
+    c["first_line_no"].append(rec.first_line_no)
     c["mx_source"].append(rec.mx_source)
     c["mx_hostnames"].append(rec.mx_hostnames)
     c["n_mx_hosts"].append(rec.n_mx_hosts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 _STATUS = pa.dictionary(pa.int32(), pa.string())
 _TS = pa.timestamp("us", tz="UTC")
@@ -31,6 +31,8 @@ DOMAINS = _schema("domains", [
     pa.field("domain_unicode", pa.string()),
     pa.field("status", _STATUS),
     pa.field("reason", pa.string()),
+    pa.field("first_source", pa.string()),  # 1.4: duplicate rows point at the first occurrence
+    pa.field("first_line_no", pa.int64()),
     pa.field("mx_source", _STATUS),
     pa.field("mx_hostnames", _STRINGS),
     pa.field("n_mx_hosts", pa.int32()),
