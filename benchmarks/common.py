@@ -164,6 +164,19 @@ def national_lab(domains: int, work: Path) -> Any:
                             latency_ms=(20, 300), timeout=1800.0)
 
 
+def served_hosts(lab_dir: Path, columns: Sequence[str]) -> Any:
+    """The truth's hosts a lab serves SMTP on (a pyarrow table of `columns`).
+
+    The truth also lists the private addresses some domains' MX point at (`private-mx.test`):
+    they have no behaviour, are never served, and a benchmark must never contact them.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    hosts = pq.read_table(lab_dir / "truth" / "hosts.parquet", columns=[*columns, "behaviour"])
+    return hosts.filter(pc.is_valid(hosts["behaviour"])).select(list(columns))
+
+
 def own_cpu_s() -> float:
     """User plus system seconds of this process so far (in-process measurements)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

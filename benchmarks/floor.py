@@ -47,6 +47,7 @@ from common import (  # noqa: E402
     national_lab,
     run_measured,
     scanner_env,
+    served_hosts,
     today,
 )
 
@@ -335,7 +336,6 @@ async def _resolve_and_probe(domains: list[str], resolver: tuple[str, int], port
 
 
 def _client(args: argparse.Namespace) -> int:
-    import pyarrow.parquet as pq
 
     if args.dns:
         lab = json.loads((args.lab / "lab.json").read_text())
@@ -346,7 +346,7 @@ def _client(args: argparse.Namespace) -> int:
             args.deadline, policies=args.dns == "dns+policies"), args.loop)
         print(json.dumps({"domains": len(domains), **out}))
         return 0
-    hosts = pq.read_table(args.lab / "truth" / "hosts.parquet", columns=["ip", "port"])
+    hosts = served_hosts(args.lab, ["ip", "port"])
     targets = list(zip(hosts.column("ip").to_pylist(), hosts.column("port").to_pylist(),
                        strict=True))[:args.limit]
     counts = event_loop.run(probe_all(targets, args.concurrency, args.greeting, args.deadline),
@@ -381,13 +381,11 @@ def run_floor(lab_dir: Path, work: Path, concurrency: int = 2000, limit: int | N
 
 def floor_domains(lab_dir: Path, work: Path) -> Path:
     """A file of lab domains whose MX hosts together cover every lab address (made once)."""
-    import pyarrow.parquet as pq
     from peers import cover_domains
 
     path = work / "floor-domains.txt"
     if not path.exists() or path.stat().st_mtime < (lab_dir / "lab.json").stat().st_mtime:
-        ips = set(pq.read_table(lab_dir / "truth" / "hosts.parquet", columns=["ip"])
-                  .column("ip").to_pylist())
+        ips = set(served_hosts(lab_dir, ["ip"]).column("ip").to_pylist())
         path.write_text("\n".join(cover_domains(lab_dir, ips)) + "\n")
     return path
 

@@ -52,6 +52,7 @@ from common import (  # noqa: E402
     machine,
     national_lab,
     own_cpu_s,
+    served_hosts,
     today,
 )
 
@@ -80,9 +81,8 @@ def scan_config(lab_dir: Path) -> ScanConfig:
 def lab_targets(lab_dir: Path, limit: int | None = None, seed: int = 1
                 ) -> list[tuple[str, int]]:
     """Every (ip, port) the lab serves SMTP on, from its truth; a seeded sample of `limit`."""
-    import pyarrow.parquet as pq
 
-    hosts = pq.read_table(lab_dir / "truth" / "hosts.parquet", columns=["ip", "port"])
+    hosts = served_hosts(lab_dir, ["ip", "port"])
     targets = list(zip(hosts.column("ip").to_pylist(), hosts.column("port").to_pylist(),
                        strict=True))
     if limit is not None and limit < len(targets):  # the truth lists hosts grouped by kind

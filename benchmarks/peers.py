@@ -33,6 +33,7 @@ from common import (  # noqa: E402
     median_run,
     run_measured,
     scanner_env,
+    served_hosts,
     today,
 )
 from survey import BENCH_TIMEOUTS  # noqa: E402
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     with LabProcess.start("norway-2010", args.domains, 1, args.work / "lab", smtp_port=25,
                           latency_ms=(20, 300), timeout=600.0) as lab:
-        ips = lab.truth_hosts().column("ip").to_pylist()[:args.hosts]
+        ips = served_hosts(lab.directory, ["ip"]).column("ip").to_pylist()[:args.hosts]
         domains = cover_domains(lab.directory, set(ips))
         (args.work / "domains.txt").write_text("\n".join(domains) + "\n")
 

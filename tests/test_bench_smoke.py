@@ -282,3 +282,16 @@ def test_ab_command_line_passes_what_follows_the_double_dash_to_the_scans(
     assert seen["lab"] == tmp_path and seen["work"] == tmp_path / "w"
     assert seen["pairs"] == 3 and seen["sample"] is None
     assert seen["extra"] == ["--no-policies", "--concurrency", "50"]
+
+
+def test_benchmarks_contact_only_the_hosts_a_lab_serves(fake_internet) -> None:  # type: ignore[no-untyped-def]
+    """The truth lists private MX addresses too (never served): the benchmarks skip them."""
+    import ipaddress
+
+    served = common.served_hosts(fake_internet.directory, ["ip"]).column("ip").to_pylist()
+    truth = fake_internet.truth_hosts()
+    behaviours = truth.column("behaviour").to_pylist()
+    assert None in behaviours  # the mixed profile's private-mx.test addresses
+    assert sorted(served) == sorted(ip for ip, b in zip(truth.column("ip").to_pylist(),
+                                                        behaviours, strict=True) if b is not None)
+    assert all(ipaddress.ip_address(ip).is_loopback for ip in served)
