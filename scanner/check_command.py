@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from scanner import event_loop
 from scanner.pipeline import Scan
 from scanner.server_text import printable
 from scanner.sink.dataset import read_dataset
+from scanner.vantage import VantageFailure
 
 
 def _scan_namespace(args: argparse.Namespace, input_path: Path, output: Path
@@ -26,7 +28,8 @@ def _scan_namespace(args: argparse.Namespace, input_path: Path, output: Path
     parser = argparse.ArgumentParser()
     _add_scan_arguments(parser)
     ns = parser.parse_args([str(input_path), "-o", str(output)])
-    for name in ("resolver", "port", "trust_anchor", "ehlo_name", "lab", "deep"):
+    for name in ("resolver", "resolver_check", "port", "trust_anchor", "ehlo_name", "lab",
+                 "deep"):
         setattr(ns, name, getattr(args, name))
     ns.deep_spacing = 0.2  # one domain: a short pause is polite enough
     return ns
@@ -40,13 +43,17 @@ def check_domain(args: argparse.Namespace) -> dict[str, Any]:
         input_path = Path(tmp) / "domain.txt"
         input_path.write_text(args.domain + "\n", encoding="utf-8")
         config, _notices = config_from_args(_scan_namespace(args, input_path, Path(tmp) / "out"))
-        event_loop.run(Scan(config).run(), config.event_loop)
+        event_loop.run(Scan(config, notify=_warn).run(), config.event_loop)
         domain = read_dataset(config.output, "domains").to_pylist()
         edges = read_dataset(config.output, "domain_mx").to_pylist()
         hosts = read_dataset(config.output, "hosts").to_pylist()
     for h in hosts:
         h.pop("started_at", None)
     return {"domain": domain[0] if domain else {}, "edges": edges, "hosts": hosts}
+
+
+def _warn(text: str) -> None:
+    print(f"scanner: warning: {text}", file=sys.stderr)
 
 
 def _yes(value: bool | None) -> str:
@@ -112,8 +119,13 @@ def render_check(facts: dict[str, Any]) -> str:
 
 
 def run_check_command(args: argparse.Namespace) -> int:
-    """Print the check of one domain; 0 when the domain was scanned, 2 when the input is bad."""
-    facts = check_domain(args)
+    """Print the check of one domain; 0 when the domain was scanned, 2 when the input is bad,
+    3 when the resolver fails its check (nothing is looked up then)."""
+    try:
+        facts = check_domain(args)
+    except VantageFailure as exc:
+        print(f"scanner: stopped: {exc}", file=sys.stderr)
+        return 3
     if args.json:
         print(json.dumps(facts, indent=2, sort_keys=True, default=str))
     else:

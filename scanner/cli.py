@@ -24,6 +24,7 @@ from scanner.config import (
     Exclusions,
     Identity,
     Limits,
+    ResolverCheck,
     ScanConfig,
     Timeouts,
     TrustStore,
@@ -47,6 +48,13 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
                    help="output directory for the Parquet datasets and manifest.json")
     p.add_argument("--resolver", action="append", default=[], metavar="HOST[:PORT]",
                    help="DNS resolver to use (repeatable; default: the system's resolvers)")
+    _add_resolver_check_argument(p)
+    p.add_argument("--resolver-recheck", type=float, default=ResolverCheck().every_s,
+                   metavar="S",
+                   help="ask the resolvers the --resolver-check questions again every S seconds "
+                        "during the scan, and stop when they fail; domains with DNS failures "
+                        "are written once a later check passes (default "
+                        f"{ResolverCheck().every_s:g})")
     p.add_argument("--port", type=int, default=25, help="SMTP port (default 25)")
     p.add_argument("--source-address", metavar="IP",
                    help="local address to connect from (a multi-homed vantage point)")
@@ -89,6 +97,36 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loop", choices=EVENT_LOOPS, default="auto",
                    help="event loop: uvloop when installed (auto, the default; less CPU), "
                         "or asyncio's own")
+
+
+def _add_resolver_check_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resolver-check", action="append", default=[], metavar="NAME|none",
+                   help="before the first domain every resolver must answer '. NS' and '. SOA' "
+                        "with records (the default check); NAME adds a canary that must "
+                        "resolve (A, AAAA or MX answered with records); 'none' drops the root "
+                        "questions, for a resolver that refuses them on purpose (repeatable)")
+
+
+def resolver_check_from(values: Sequence[str], every_s: float) -> ResolverCheck:
+    """`--resolver-check` values (names, or "none") as a ResolverCheck."""
+    from scanner.domain_names import InvalidDomain, normalise_domain
+
+    root = True
+    canaries: dict[str, None] = {}
+    for value in values:
+        if value.strip().lower() == "none":
+            root = False
+            continue
+        try:
+            name, _unicode = normalise_domain(value)
+        except InvalidDomain as exc:
+            raise CliError(f"--resolver-check {value!r}: not a domain name "
+                           f"({exc.reason})") from None
+        canaries[name] = None
+    try:
+        return ResolverCheck(root=root, canaries=tuple(canaries), every_s=every_s)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
 
 
 def read_exclusions(path: Path) -> Exclusions:
@@ -163,7 +201,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
         trust=TrustStore(extra_anchors=tuple(anchors)), lab_mode=lab_mode,
         resume=args.resume, limit=args.limit, mta_sts_port=mta_sts_port, deep=args.deep,
         policies=args.policies, deep_spacing_s=args.deep_spacing,
-        source_address=args.source_address, event_loop=event_loop.resolve(args.loop))
+        source_address=args.source_address, event_loop=event_loop.resolve(args.loop),
+        resolver_check=resolver_check_from(args.resolver_check, args.resolver_recheck))
     return config, notices
 
 
@@ -257,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="every fact about one domain, for a person")
     check.add_argument("domain")
     check.add_argument("--resolver", action="append", default=[], metavar="HOST[:PORT]")
+    _add_resolver_check_argument(check)
     check.add_argument("--port", type=int, default=25, help="SMTP port (default 25)")
     check.add_argument("--trust-anchor", action="append", default=[], type=Path, metavar="PEM")
     check.add_argument("--ehlo-name", default=Identity().ehlo_name)

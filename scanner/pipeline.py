@@ -11,13 +11,15 @@ committed checkpoint never holds a domain without its hosts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
-from scanner.config import ScanConfig
+from scanner.config import ConfigError, ScanConfig
 from scanner.deep import DeepProber, with_deep
 from scanner.dns import MailResolver
 from scanner.inputs import InputStats, read_domains
@@ -33,7 +35,10 @@ from scanner.records import (
     MailHosts,
     ProbeTarget,
 )
+from scanner.resolver_check import CheckReport, questions_of
+from scanner.resolver_watch import ResolverWatch, has_dns_failure
 from scanner.rollup import rollup_domain, rollup_excluded, rollup_invalid
+from scanner.sink.durable import OutputError
 from scanner.sink.manifest import ScanManifest
 from scanner.sink.parquet import DatasetWriter
 from scanner.sink.summary import HostSummary
@@ -41,7 +46,7 @@ from scanner.slot_gate import SlotGate
 from scanner.status import InputStatus
 from scanner.tls.context import make_probe_context
 from scanner.tls.verify import ChainVerifier
-from scanner.vantage import VantageWatch
+from scanner.vantage import VantageFailure, VantageWatch
 
 if TYPE_CHECKING:  # imported when the policy stage runs: --no-policies never loads dnspython
     from scanner.policy_checks import PolicyChecker
@@ -81,9 +86,12 @@ class ScanCounts:
 class Scan:
     """One scan run; `run()` is the entry point."""
 
-    def __init__(self, config: ScanConfig, progress: Progress | None = None) -> None:
+    def __init__(self, config: ScanConfig, progress: Progress | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.progress: Progress = progress or _NoProgress()
+        #: warnings for the user (a resolver that passed its check only in part)
+        self._notify = notify or (lambda text: log.warning("%s", text))
         self.counts = ScanCounts()
         self.input_stats = InputStats()
         self._table = ProbeTable()
@@ -99,18 +107,36 @@ class Scan:
         self._probe_slots = asyncio.Semaphore(config.limits.max_in_flight)
         self._policies: PolicyChecker | None = None
         self._deep = DeepProber(config) if config.deep else None
+        self._resolver_watch: ResolverWatch | None = None
 
     def _provider_of(self, mx_hostname: str) -> str:
         """The MX host's registrable domain: the unit of the per-provider connection cap."""
         return self._psl.privatesuffix(mx_hostname) or mx_hostname
 
     async def run(self) -> ScanCounts:
-        """Scan every input; flush and write the manifest however it ends."""
+        """Check the resolvers, scan every input; flush and write the manifest however it ends.
+
+        Raises VantageFailure (nothing written yet) when a resolver fails the check before the
+        first domain, ConfigError when one answers nothing at all.
+        """
         cfg = self.config
-        writer = DatasetWriter(cfg.output, batch_rows=cfg.limits.batch_rows,
-                               flush_seconds=cfg.limits.flush_seconds, resume=cfg.resume)
-        manifest = ScanManifest.start(cfg, writer)
         resolver = MailResolver(cfg.resolvers, cfg.timeouts, cfg.limits)
+        try:
+            first = await self._check_resolvers_first(resolver)
+            writer = DatasetWriter(cfg.output, batch_rows=cfg.limits.batch_rows,
+                                   flush_seconds=cfg.limits.flush_seconds, resume=cfg.resume)
+            manifest = ScanManifest.start(cfg, writer)
+        except BaseException:
+            await resolver.close()
+            raise
+        watch = None
+        if cfg.resolver_check.judged:
+            watch = ResolverWatch(partial(resolver.check_resolvers, cfg.resolver_check),
+                                  cfg.resolver_check.every_s,
+                                  partial(self._finish_domain, writer), first)
+        self._resolver_watch = watch
+        manifest.note("resolver_check", self._resolver_facts(first))
+        manifest.write()
         policies = None
         if cfg.policies:
             from scanner.policy_checks import PolicyChecker
@@ -136,22 +162,66 @@ class Scan:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
+                if watch is not None:
+                    tg.create_task(watch.run())
                 for item in self._inputs():
                     await domain_sem.take()
                     tg.create_task(self._domain(item, resolver, analyser, writer, domain_sem))
+                if watch is not None:
+                    await domain_sem.take(domain_sem.size)  # every domain is done
+                    domain_sem.give(domain_sem.size)
+                    watch.stop()
+            if watch is not None:
+                await watch.settle()  # the rows still held wait for one more check
             state_name = "finished"
         finally:
             try:
-                writer.close()
-            except BaseException:
-                state_name = "interrupted"  # the last batch is not committed: not finished
-                raise
+                if watch is not None and state_name != "finished":
+                    # stopped early: the rows held for the resolver are kept if it checks out
+                    with contextlib.suppress(VantageFailure, OutputError):
+                        await watch.settle()
             finally:
-                await resolver.close()
-                if policies is not None:
-                    await policies.close()
-                manifest.finish(state_name, self._manifest_counts())
+                try:
+                    writer.close()
+                except BaseException:
+                    state_name = "interrupted"  # the last batch is not committed: not finished
+                    raise
+                finally:
+                    await resolver.close()
+                    if policies is not None:
+                        await policies.close()
+                    manifest.note("resolver_check", self._resolver_facts(first))
+                    manifest.finish(state_name, self._manifest_counts())
         return self.counts
+
+    async def _check_resolvers_first(self, resolver: MailResolver) -> CheckReport:
+        """The resolver check before the first domain: stop unless every resolver passes."""
+        report = await resolver.check_resolvers(self.config.resolver_check)
+        failure = report.failure()
+        if failure is not None and not report.silent:
+            raise VantageFailure(
+                f"{failure}, before any domain was looked up: a resolver broken at our end "
+                "would have every domain recorded as a DNS failure. Fix it or choose another "
+                "--resolver (--resolver-check none if it refuses root questions on purpose)")
+        if failure is not None:
+            raise ConfigError(f"DNS resolver not answering: {failure}")
+        for warning in report.warnings():
+            self._notify(warning)
+        return report
+
+    def _resolver_facts(self, first: CheckReport) -> dict[str, object]:
+        """The manifest's `resolver_check`: what was asked, and what came back."""
+        check = self.config.resolver_check
+        facts: dict[str, object] = {
+            "questions": [f"{name} {qtype}" for name, qtype in questions_of(check)],
+            "root": check.root, "canaries": list(check.canaries),
+            "every_s": check.every_s if check.judged else None}
+        if self._resolver_watch is not None:
+            facts.update(self._resolver_watch.facts())
+        else:  # only whether the resolver answers: asked once, at the start
+            facts.update(checks=1, first=first.to_json(),
+                         last_passed=first.at.isoformat(timespec="microseconds"))
+        return facts
 
     def _inputs(self) -> Iterator[DomainInput]:
         valid = 0
@@ -199,6 +269,7 @@ class Scan:
                 summaries = await self._summaries(waits, ready)
                 record, edges = rollup_domain(item, mail, self.config.port, summaries,
                                               POLICIES_NOT_QUERIED)
+                failed = has_dns_failure(mail, None, {})
             else:
                 tlsa = await policies.tlsa_for(mail)
                 domain_facts = await policies.domain_facts(item.domain)
@@ -208,7 +279,13 @@ class Scan:
                                                   policy_started)
                 record, edges = rollup_domain(item, mail, self.config.port, summaries,
                                               AppliedPolicies(domain_facts, tlsa))
-            self._finish_domain(writer, record, edges)
+                failed = has_dns_failure(mail, domain_facts, tlsa)
+            watch = self._resolver_watch
+            if failed and watch is not None:
+                # what a resolver gone bad says of every domain: written once it checks out
+                await watch.hold(record, edges)
+            else:
+                self._finish_domain(writer, record, edges)
         finally:
             domain_sem.give()
 

@@ -8,8 +8,7 @@ from collections import Counter
 from typing import Any
 
 from scanner import event_loop
-from scanner.config import ScanConfig
-from scanner.dns import MailResolver
+from scanner.config import ConfigError, ScanConfig
 from scanner.gc_policy import bulk_collector, release_freed_memory
 from scanner.inputs import InputError, check_inputs
 from scanner.pipeline import Scan, ScanCounts
@@ -52,6 +51,15 @@ class TqdmProgress:
             if self._probes.n % 20 == 0:
                 self._probes.set_postfix(dict(self.outcomes.most_common(5)), refresh=False)
 
+    def warn(self, text: str) -> None:
+        """A warning line on the terminal, above the bars when they are shown."""
+        if self._domains is not None:
+            from tqdm import tqdm
+
+            tqdm.write(f"scanner: warning: {text}", file=sys.stderr)
+        else:
+            print(f"scanner: warning: {text}", file=sys.stderr)
+
     def close(self) -> None:
         if self._domains is None or self._probes is None:
             return
@@ -76,16 +84,6 @@ def _count_lines(config: ScanConfig) -> int | None:
     except OSError:
         return None
     return total
-
-
-async def _preflight(config: ScanConfig) -> None:
-    resolver = MailResolver(config.resolvers, config.timeouts, config.limits)
-    try:
-        problem = await resolver.check_resolver()
-    finally:
-        await resolver.close()
-    if problem:
-        raise OutputError(problem)
 
 
 def _summary(counts: ScanCounts, config: ScanConfig) -> str:
@@ -128,11 +126,10 @@ def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
         print(f"scanner: error: {exc}", file=sys.stderr)
         return 2
     display = TqdmProgress(_count_lines(config) if progress else None, progress)
-    scan = Scan(config, display)
+    scan = Scan(config, display, notify=display.warn)
     resume_hint = f"resume with: scanner {argv}" + ("" if config.resume else " --resume")
 
     async def main() -> ScanCounts:
-        await _preflight(config)
         task = asyncio.current_task()
         assert task is not None
         from scanner.cli import install_signal_handlers
@@ -159,7 +156,7 @@ def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
         display.close()
         print(f"scanner: stopped: {exc}", file=sys.stderr)
         return 3
-    except (OutputError, InputError) as exc:
+    except (OutputError, InputError, ConfigError) as exc:
         display.close()
         print(f"scanner: error: {exc}", file=sys.stderr)
         return 2
