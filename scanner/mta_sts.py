@@ -113,6 +113,8 @@ def _https_context(anchors: Sequence[str], use_mozilla: bool) -> ssl.SSLContext:
 _NO_ROUTE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL,
                        errno.ENETDOWN, errno.EHOSTDOWN})
 
+_CLOSE_S = 1.0  # at most this long for a connection's close to be confirmed
+
 #: HTTPS policy fetches in flight at once (each holds a descriptor).
 MAX_FETCHES_IN_FLIGHT = 100
 
@@ -182,8 +184,10 @@ class StsFetcher:
             return StsResult(StsFetchStatus.CONNECT_ERROR, detail=str(exc))
         finally:
             writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await writer.wait_closed()
+            # bounded: after a handshake cut short (the fetch's timeout), the stream never
+            # learns that its transport closed, and an unbounded wait would hang the domain
+            with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), _CLOSE_S)
 
 
 def parse_response(raw: bytes) -> StsResult:

@@ -9,11 +9,18 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from dns_stub import zone_server
 from test_pipeline import differences, keyed_domains
 
 from scanner.config import Limits, ScanConfig, Timeouts, TrustStore
+from scanner.lab.dns_zone import RType, Zone
+from scanner.lab.population import build_zone
+from scanner.lab.profiles import generate
 from scanner.lab.serve import LabProcess
 from scanner.pipeline import Scan
 from scanner.records import DomainRecord, HostRecord
@@ -232,3 +239,53 @@ def test_port_25_dead_from_the_start_stops_before_blaming_any_server(
     # not one server blamed: what was written (a refused port, say) is what the lab does
     _, n_hosts = _written_rows_are_true(slow_lab, out)
     assert n_hosts < 10
+
+
+# --- answers are not silence: quick SERVFAIL / REFUSED to the policy lookups ---------------------
+
+_DNS_ONLY_COLUMNS = tuple(c for c in TRUTH_DOMAIN_COLUMNS  # the zone below has no TLSA records
+                          if c not in ("dane_class", "n_dane_valid", "strict_capable"))
+
+
+def _parked_and_broken_zone() -> tuple[Zone, list[str]]:
+    """The fake_internet lab's zone plus 90 domains whose name servers answer at once but fail:
+    SERVFAIL or REFUSED to everything (parked, lame), or SERVFAIL to TXT only."""
+    population = generate("mixed", 200, 1)  # the fake_internet lab's population
+    zone = build_zone(population)
+    healthy_mx = next(d.mx[0][1] for d in population.domains if d.name == "only-valid.test")
+    names = []
+    for i in range(30):
+        for mode in ("servfail", "refused"):
+            names.append(f"parked-{mode}-{i}.test")
+            zone.fail(names[-1], mode)
+        names.append(f"txt-servfail-{i}.test")
+        zone.add_mx(names[-1], 10, healthy_mx)
+        zone.fail(names[-1], "servfail", RType.TXT)
+    return zone, names
+
+
+def test_quick_servfail_and_refused_answers_never_stop_a_scan(
+        fake_internet: Any, tmp_path: Path) -> None:
+    zone, broken = _parked_and_broken_zone()
+    lab_lines = (fake_internet.directory / "domains.txt").read_text().splitlines()
+    domains = tmp_path / "domains.txt"
+    # the broken ones first: the window of recent results is full of them, as on a resume
+    domains.write_text("\n".join(broken + lab_lines) + "\n")
+    out = tmp_path / "out"
+    with zone_server(zone) as server:
+        proc = subprocess.run(
+            [sys.executable, "-m", "scanner", "scan", str(domains), "-o", str(out), "--lab",
+             str(fake_internet.directory), "--resolver", server.address, *FAST],
+            capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert read_manifest(out)["state"] == "finished"
+    rows = {r["domain"]: r for r in keyed_domains(out).to_pylist()}
+    assert len(rows) == len(broken) + len(lab_lines)
+    for name in broken:
+        expected = name.split("-")[1] if name.startswith("parked-") else "ok"
+        assert (rows[name]["status"], rows[name]["spf_status"]) == (expected, "dns_error"), name
+    assert {rows[n]["starttls_class"] for n in broken if n.startswith("txt-")} == {"all"}
+    lab = keyed_domains(out).filter(pc.invert(pc.is_in(
+        keyed_domains(out).column("domain"), pa.array(broken))))
+    diff = differences(lab, fake_internet.truth_domains(), "domain", _DNS_ONLY_COLUMNS)
+    assert not diff, "\n".join(diff[:30])
