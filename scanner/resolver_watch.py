@@ -140,8 +140,8 @@ class ResolverWatch:
             if not report.ok:
                 self.failure = VantageFailure(
                     f"{report.failure()} at {_clock(report.at)} (the check before passed at "
-                    f"{_clock(self.last_passed)}): the resolver broke during the scan, and what "
-                    "it says about the domains cannot be trusted. The "
+                    f"{_clock(self.last_passed)}): the resolver at this vantage point broke "
+                    "during the scan, and what it says about the domains cannot be trusted. The "
                     f"{len(self._held)} domain results with DNS failures held back since were "
                     "not recorded; fix the resolver, then rerun with --resume")
                 self._held.clear()
