@@ -153,6 +153,8 @@ class ResolverWatch:
                 self.released += 1
             if len(self._held) >= HOLD_ROWS:
                 self._wake.set()
+            elif not self._stopping:
+                self._wake.clear()  # rows held during the check are few: no check at once
         finally:
             done, self._round = self._round, asyncio.Event()
             done.set()

@@ -6,6 +6,7 @@ everything, or refuse only the root; the lab passes.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -23,8 +24,10 @@ from scanner.lab.dns_server import start_dns_server
 from scanner.lab.dns_zone import Zone
 from scanner.lab.population import build_zone
 from scanner.lab.profiles import generate
-from scanner.resolver_check import CheckAnswer, Verdict, _judge, questions_of
+from scanner.resolver_check import CheckAnswer, CheckReport, Verdict, _judge, questions_of
+from scanner.resolver_watch import HOLD_ROWS, MAX_HOLD_ROWS, ResolverWatch
 from scanner.sink.dataset import read_dataset, read_manifest
+from scanner.vantage import VantageFailure
 
 FAST = ["--timeout-dns", "0.5", "--timeout-connect", "1", "--timeout-greeting", "1.5",
         "--timeout-command", "1.5", "--timeout-starttls", "1.5", "--timeout-handshake", "1.5",
@@ -270,3 +273,78 @@ def test_bad_resolver_check_options_are_one_line_errors(
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"scanner: error: {message}")
     assert proc.stderr.strip().count("\n") == 0
+
+
+# --- the watch during the scan: rows with DNS failures wait for a check after them --------------
+
+def _report(ok: bool) -> CheckReport:
+    answers = _ROOT_OK if ok else (_a(".", "NS", "SERVFAIL"), _a(".", "SOA", "SERVFAIL"))
+    return CheckReport(datetime.now(UTC),
+                       (_judge("127.0.0.1:53", answers, ResolverCheck(), 1.0),))
+
+
+class _Resolver:
+    """Answers the watch's checks as told: `results` in order, each once `go` is set."""
+
+    def __init__(self, *results: bool) -> None:
+        self.results = list(results)
+        self.go = asyncio.Event()
+        self.asked = 0
+
+    async def check(self) -> CheckReport:
+        self.asked += 1
+        await self.go.wait()
+        self.go.clear()
+        return _report(self.results.pop(0))
+
+
+async def test_held_rows_are_written_only_after_a_check_that_began_after_them() -> None:
+    resolver, written = _Resolver(True, True), []
+    watch = ResolverWatch(resolver.check, 3600, lambda r, e: written.append(r), _report(True))
+    runner = asyncio.create_task(watch.run())
+    try:
+        for i in range(HOLD_ROWS):  # enough to ask for a check at once, not after an hour
+            await watch.hold(f"early{i}", ())  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+        assert resolver.asked == 1 and not written
+        await watch.hold("during", ())  # type: ignore[arg-type]  # the check began before it
+        resolver.go.set()
+        await asyncio.sleep(0.01)
+        assert len(written) == HOLD_ROWS and "during" not in written and watch.held == 1
+        watch.stop()
+        await runner
+        resolver.go.set()
+        await watch.settle()  # the end of the scan: one more check for the last row
+        assert written[-1] == "during" and watch.held == 0 and watch.checks == 3
+    finally:
+        runner.cancel()
+
+
+async def test_a_failing_check_drops_the_held_rows_and_stops() -> None:
+    resolver, written = _Resolver(False), []
+    watch = ResolverWatch(resolver.check, 0.01, lambda r, e: written.append(r), _report(True))
+    await watch.hold("row", ())  # type: ignore[arg-type]
+    resolver.go.set()
+    with pytest.raises(VantageFailure, match="answered SERVFAIL to . NS and . SOA at .* "
+                                             "1 domain results with DNS failures"):
+        await asyncio.wait_for(watch.run(), 5)
+    assert not written and watch.held == 0 and watch.facts()["failed"] is True
+    with pytest.raises(VantageFailure):
+        await watch.hold("later", ())  # type: ignore[arg-type]
+
+
+async def test_too_many_held_rows_make_the_domains_wait_for_the_check() -> None:
+    resolver, written = _Resolver(True), []
+    watch = ResolverWatch(resolver.check, 3600, lambda r, e: written.append(r), _report(True))
+    runner = asyncio.create_task(watch.run())
+    try:
+        for i in range(MAX_HOLD_ROWS - 1):
+            await watch.hold(i, ())  # type: ignore[arg-type]
+        blocked = asyncio.create_task(watch.hold("last", ()))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+        assert not blocked.done()  # the check under way has not answered
+        resolver.go.set()
+        await asyncio.wait_for(blocked, 2)
+        assert len(written) == MAX_HOLD_ROWS - 1
+    finally:
+        runner.cancel()
