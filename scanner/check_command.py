@@ -106,7 +106,7 @@ def check_domain(args: argparse.Namespace, progress: Progress | None = None) -> 
         input_path = Path(tmp) / "domain.txt"
         input_path.write_text(a_label + "\n", encoding="utf-8")
         config, _notices = config_from_args(_scan_namespace(args, input_path, Path(tmp) / "out"))
-        scan = Scan(config, progress)
+        scan = Scan(config, progress, notify=_warn)
         try:
             event_loop.run(scan.run(), config.event_loop)
         except BaseExceptionGroup as group:
@@ -130,6 +130,10 @@ def check_domain(args: argparse.Namespace, progress: Progress | None = None) -> 
             "checked_at": config.started_at.isoformat(),
             "vantage": None if verdict is None else {"status": verdict.status.value,
                                                      "note": verdict.note}}
+
+
+def _warn(text: str) -> None:
+    print(f"scanner: warning: {text}", file=sys.stderr)
 
 
 def _yes(value: bool | None) -> str:
@@ -195,7 +199,8 @@ def render_check(facts: dict[str, Any]) -> str:
 
 
 def run_check_command(args: argparse.Namespace) -> int:
-    """Print the check of one domain; 0 when the domain was scanned."""
+    """Print the check of one domain; 0 when the domain was scanned, 3 when the resolver fails
+    its check or the vantage point looks broken (nothing is recorded then)."""
     from scanner.scan_command import vantage_warning
 
     progress = CheckProgress(args.domain, sys.stderr)

@@ -25,6 +25,7 @@ from scanner.config import (
     Exclusions,
     Identity,
     Limits,
+    ResolverCheck,
     ScanConfig,
     Timeouts,
     TrustStore,
@@ -63,6 +64,13 @@ def _add_scan_arguments(p: argparse.ArgumentParser) -> None:
                    help="output directory for the Parquet datasets and manifest.json")
     p.add_argument("--resolver", action="append", default=[], metavar="HOST[:PORT]",
                    help="DNS resolver to use (repeatable; default: the system's resolvers)")
+    _add_resolver_check_argument(p)
+    p.add_argument("--resolver-recheck", type=float, default=ResolverCheck().every_s,
+                   metavar="S",
+                   help="ask the resolvers the --resolver-check questions again every S seconds "
+                        "during the scan, and stop when they fail; domains with DNS failures "
+                        "are written once a later check passes (default "
+                        f"{ResolverCheck().every_s:g})")
     p.add_argument("--port", type=int, default=25, help="SMTP port (default 25)")
     p.add_argument("--reference-host", metavar="HOST[:PORT]",
                    help=_REFERENCE_HELP + "; recorded in manifest.json")
@@ -128,6 +136,36 @@ def _add_timeout_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deadline", type=float, default=t.per_address, metavar="S",
                    help=f"seconds for the whole conversation with one address: stops tarpits "
                         f"(default {t.per_address:g})")
+
+
+def _add_resolver_check_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resolver-check", action="append", default=[], metavar="NAME|none",
+                   help="before the first domain every resolver must answer '. NS' and '. SOA' "
+                        "with records (the default check); NAME adds a canary that must "
+                        "resolve (A, AAAA or MX answered with records); 'none' drops the root "
+                        "questions, for a resolver that refuses them on purpose (repeatable)")
+
+
+def resolver_check_from(values: Sequence[str], every_s: float) -> ResolverCheck:
+    """`--resolver-check` values (names, or "none") as a ResolverCheck."""
+    from scanner.domain_names import InvalidDomain, normalise_domain
+
+    root = True
+    canaries: dict[str, None] = {}
+    for value in values:
+        if value.strip().lower() == "none":
+            root = False
+            continue
+        try:
+            name, _unicode = normalise_domain(value)
+        except InvalidDomain as exc:
+            raise CliError(f"--resolver-check {value!r}: not a domain name "
+                           f"({exc.reason})") from None
+        canaries[name] = None
+    try:
+        return ResolverCheck(root=root, canaries=tuple(canaries), every_s=every_s)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
 
 
 def read_exclusions(path: Path) -> Exclusions:
@@ -206,7 +244,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[ScanConfig, list[str]]:
         mta_sts_port=mta_sts_port, deep=args.deep,
         policies=args.policies, deep_spacing_s=args.deep_spacing,
         source_address=args.source_address, event_loop=event_loop.resolve(args.loop),
-        reference_host=args.reference_host)
+        reference_host=args.reference_host,
+        resolver_check=resolver_check_from(args.resolver_check, args.resolver_recheck))
     return config, notices
 
 
@@ -345,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("domain", metavar="DOMAIN", help="the mail domain to check")
     check.add_argument("--resolver", action="append", default=[], metavar="HOST[:PORT]",
                        help="DNS resolver to use (repeatable; default: the system's resolvers)")
+    _add_resolver_check_argument(check)
     check.add_argument("--port", type=int, default=25, help="SMTP port (default 25)")
     check.add_argument("--trust-anchor", action="append", default=[], type=Path, metavar="PEM",
                        help="extra trusted roots, added to Mozilla's (repeatable)")

@@ -150,6 +150,30 @@ class TrustStore:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolverCheck:
+    """Questions with known answers, asked of every resolver before the first domain and then
+    every `every_s` seconds (`resolver_check.py`): a resolver broken at our end stops the scan.
+
+    `root`: `. NS` and `. SOA`, which every recursive resolver answers with records
+    (`--resolver-check none` turns them off). `canaries`: names that must resolve, that is
+    answer A, AAAA or MX with at least one record of that type.
+    """
+
+    root: bool = True
+    canaries: tuple[str, ...] = ()
+    every_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not self.every_s > 0:
+            raise ConfigError("--resolver-recheck must be positive")
+
+    @property
+    def judged(self) -> bool:
+        """False when nothing is asked but whether the resolver answers at all."""
+        return self.root or bool(self.canaries)
+
+
+@dataclass(frozen=True, slots=True)
 class ScanConfig:
     """Everything a scan needs; nothing below cli.py reads arguments or the environment."""
 
@@ -177,6 +201,7 @@ class ScanConfig:
     #: "host[:port]" of a mail server known to answer, asked once at each run's start whether
     #: port 25 works from here (port: `port`); None = no third-party host is contacted
     reference_host: str | None = None
+    resolver_check: ResolverCheck = field(default_factory=ResolverCheck)
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:

@@ -53,6 +53,7 @@ class TlsaLookup:
 
     status: TlsaStatus
     records: tuple[Tlsa, ...] = ()
+    unanswered: bool = False  # dns_error because no answer came at all (timeout)
 
 
 def tlsa_name(mx_hostname: str, port: int = 25) -> str:
@@ -76,7 +77,7 @@ def _tlsa_lookup(answer: PolicyAnswer) -> TlsaLookup:
     if answer.status in (DnsStatus.NXDOMAIN, DnsStatus.NODATA):
         return TlsaLookup(TlsaStatus.NONE)
     if answer.status is not DnsStatus.OK:
-        return TlsaLookup(TlsaStatus.DNS_ERROR)
+        return TlsaLookup(TlsaStatus.DNS_ERROR, unanswered=answer.status is DnsStatus.TIMEOUT)
     records = tuple(Tlsa(r.usage, r.selector, r.mtype, bytes(r.cert))  # type: ignore[attr-defined]
                     for r in answer.records)
     return TlsaLookup(TlsaStatus.SECURE if answer.authenticated else TlsaStatus.INSECURE, records)

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import aiodns
 import pycares
 
-from scanner.config import Limits, Timeouts
+from scanner.config import Limits, ResolverCheck, Timeouts
 from scanner.dns_cache import LookupCache
 from scanner.dns_channel import ChannelStats, DnsChannel
 from scanner.dns_errors import (
@@ -29,6 +29,7 @@ from scanner.dns_errors import (
     no_data_error,
 )
 from scanner.records import MailHosts, MxHost
+from scanner.resolver_check import CheckReport, check_resolvers
 from scanner.status import DnsStatus, MxSource
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,6 @@ HOST_CACHE_SIZE = 20_000
 FAILURE_KEEP_S = 30.0  # a transient failure (timeout, servfail...) is asked again after this
 _MAX_CNAME_HOPS = 16
 _ADDRESS_TYPES = (("A", pycares.QUERY_TYPE_A), ("AAAA", pycares.QUERY_TYPE_AAAA))
-_CHECK_TIMEOUT_S = 2.0
-_CHECK_TRIES = 2
 
 
 class _Family(NamedTuple):
@@ -194,21 +193,10 @@ class MailResolver:
             return _Family(qtype, (), cname, DnsStatus.NODATA, error_detail(no_data_error()))
         return _Family(qtype, addresses, cname, DnsStatus.OK, None)
 
-    async def check_resolver(self) -> str | None:
-        """A one-line problem when a resolver gives no DNS answer at all, else None.
-
-        Each resolver (configured, or the system's) is asked for the root NS set on its own
-        fresh channel; any answer, even NXDOMAIN or REFUSED, counts as reachable.
-        """
-        timeout_s = min(self._timeouts.dns_query, _CHECK_TIMEOUT_S)
-        servers = self._channel.servers
-        reasons = await asyncio.gather(*(self._channel.unanswered(s, timeout_s, _CHECK_TRIES)
-                                         for s in servers))
-        dead = [f"{s} ({why})" for s, why in zip(servers, reasons, strict=True) if why]
-        if not dead:
-            return None
-        return (f"DNS resolver not answering: {', '.join(dead)}; "
-                f"{_CHECK_TRIES} tries of {timeout_s:g} s each")
+    async def check_resolvers(self, check: ResolverCheck) -> CheckReport:
+        """Ask every resolver (configured, or the system's) the check's questions, each on a
+        fresh channel of its own (`resolver_check.py`)."""
+        return await check_resolvers(self._channel, check, self._timeouts)
 
     async def close(self) -> None:
         """Stop lookups in flight and release the channel."""

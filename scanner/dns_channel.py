@@ -56,7 +56,6 @@ QCACHE_FLUSH_EVERY = 10_000
 RETRY_CHANNELS = 32
 _EARLY = 0.9  # a timeout before this share of the configured budget is "c-ares gave up early"
 _MAX_TRY_S = 5.0  # c-ares' cap on one try (ARES_OPT_MAXTIMEOUTMS, which pycares does not expose)
-_PROBE_NAME = "."  # the root's NS set: any resolver answers it (a lab server says REFUSED)
 _NET_TICK_S = 0.5  # the safety net's sweeps are at least this far apart
 #: ares.h's ARES_OPT_QUERY_CACHE (c-ares >= 1.23), which pycares does not export
 _ARES_OPT_QUERY_CACHE = 1 << 21
@@ -253,24 +252,23 @@ class DnsChannel:
         except (pycares.AresError, RuntimeError) as exc:
             log.debug("c-ares query cache flush failed: %s", exc)
 
-    async def unanswered(self, server: str, timeout_s: float, tries: int) -> str | None:
-        """Why `server` gave no DNS answer at all ("timeout", ...), or None when it answered."""
+    async def ask_server(self, server: str, questions: Sequence[tuple[str, str]],
+                         timeout_s: float, tries: int) -> list[pycares.DNSResult | BaseException]:
+        """Ask one server alone each (name, type), on a fresh channel of its own: no answer
+        cached, no latency history. Each answer, or its aiodns DNSError (or TimeoutError)."""
         probe = self._resolver((server,), timeout_s, tries)
         try:
+            # a safety net: c-ares calls back after at most timeout x (2^tries - 1)
             async with asyncio.timeout(timeout_s * (2 ** tries) + 1.0):
-                await probe.query_dns(_PROBE_NAME, "NS")
-        except aiodns.error.DNSError as exc:
-            code = ares_code(exc)
-            if code == pycares.errno.ARES_ETIMEOUT:
-                return "timeout"
-            if code == pycares.errno.ARES_ECONNREFUSED:
-                return "connection refused"
-            return None  # NXDOMAIN, REFUSED, SERVFAIL...: it answered
+                answers: list[pycares.DNSResult | BaseException] = await asyncio.gather(
+                    *(probe.query_dns(name, qtype) for name, qtype in questions),
+                    return_exceptions=True)
         except TimeoutError:
-            return "timeout"
+            return [TimeoutError(f"c-ares did not call back within {timeout_s:g} s")
+                    for _ in questions]
         finally:
             await probe.close()
-        return None
+        return answers
 
     async def close(self) -> None:
         """Cancel outstanding queries and release the channel."""

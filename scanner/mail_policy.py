@@ -38,6 +38,10 @@ class MailPolicy:
     tlsrpt_status: RecordStatus = RecordStatus.NOT_QUERIED
     mta_sts_txt_status: RecordStatus = RecordStatus.NOT_QUERIED
     mta_sts_id: str | None = None
+    #: a lookup got no answer at all (timeout), so its `dns_error` says nothing about the
+    #: domain; an answer of any rcode (SERVFAIL, REFUSED...) shows the path to the resolver
+    #: works. Not a column: the vantage watch reads it.
+    unanswered: bool = False
 
 
 def _select(texts: Sequence[str], prefix: str) -> list[str]:
@@ -151,4 +155,6 @@ async def lookup_mail_policy(domain: str, resolver: PolicyResolver) -> MailPolic
     sts_status, sts_id = check_sts_txt(*sts)
     return MailPolicy(spf_status=spf_status, spf_all=spf_all, dmarc_status=dmarc_status,
                       dmarc_policy=dmarc_policy, tlsrpt_status=check_tlsrpt(*tlsrpt),
-                      mta_sts_txt_status=sts_status, mta_sts_id=sts_id)
+                      mta_sts_txt_status=sts_status, mta_sts_id=sts_id,
+                      unanswered=any(status is DnsStatus.TIMEOUT
+                                     for status, _ in (spf, dmarc, tlsrpt, sts)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import re
 import ssl
@@ -43,6 +44,10 @@ class StsResult:
     fetch_status: StsFetchStatus
     policy: StsPolicy | None = None
     detail: str | None = None
+    #: nothing came back: the address lookup or the fetch timed out, or the connect found no
+    #: route. A refused or reset connection is an answer. Not a column: the vantage watch
+    #: counts only silence against the network path.
+    unanswered: bool = False
 
 
 def parse_policy(text: str) -> StsPolicy | None:
@@ -103,6 +108,13 @@ def _https_context(anchors: Sequence[str], use_mozilla: bool) -> ssl.SSLContext:
     return context
 
 
+#: connect errors that mean no route to the host: silence, like a timeout (anything else, a
+#: refusal above all, came from the other end)
+_NO_ROUTE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL,
+                       errno.ENETDOWN, errno.EHOSTDOWN})
+
+_CLOSE_S = 1.0  # at most this long for a connection's close to be confirmed
+
 #: HTTPS policy fetches in flight at once (each holds a descriptor).
 MAX_FETCHES_IN_FLIGHT = 100
 
@@ -135,7 +147,8 @@ class StsFetcher:
         host = f"mta-sts.{domain}"
         status, addresses = await self._resolver.addresses(host)
         if status is not DnsStatus.OK:
-            return StsResult(StsFetchStatus.DNS_ERROR, detail=f"{host}: {status.value}")
+            return StsResult(StsFetchStatus.DNS_ERROR, detail=f"{host}: {status.value}",
+                             unanswered=status is DnsStatus.TIMEOUT)
         allowed = [ip for ip in addresses if self._allow(ip)]
         if not allowed:
             return StsResult(StsFetchStatus.EXCLUDED, detail=f"{host}: {addresses[0]}")
@@ -144,13 +157,14 @@ class StsFetcher:
                 async with asyncio.timeout(self._timeout):
                     return await self._get(host, allowed[0])
             except TimeoutError:
-                return StsResult(StsFetchStatus.TIMEOUT)
+                return StsResult(StsFetchStatus.TIMEOUT, unanswered=True)
 
     async def _get(self, host: str, ip: str) -> StsResult:
         try:
             reader, writer = await asyncio.open_connection(ip, self._port)
         except OSError as exc:
-            return StsResult(StsFetchStatus.CONNECT_ERROR, detail=str(exc))
+            return StsResult(StsFetchStatus.CONNECT_ERROR, detail=str(exc),
+                             unanswered=exc.errno in _NO_ROUTE)
         try:
             try:
                 await writer.start_tls(self._context(), server_hostname=host)
@@ -170,8 +184,10 @@ class StsFetcher:
             return StsResult(StsFetchStatus.CONNECT_ERROR, detail=str(exc))
         finally:
             writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await writer.wait_closed()
+            # bounded: after a handshake cut short (the fetch's timeout), the stream never
+            # learns that its transport closed, and an unbounded wait would hang the domain
+            with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), _CLOSE_S)
 
 
 def parse_response(raw: bytes) -> StsResult:

@@ -11,12 +11,14 @@ committed checkpoint never holds a domain without its hosts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from scanner.config import ConfigError, ScanConfig, split_host_port
@@ -37,9 +39,12 @@ from scanner.records import (
     MailHosts,
     ProbeTarget,
 )
+from scanner.resolver_check import CheckReport, questions_of
+from scanner.resolver_watch import ResolverWatch, has_dns_failure
 from scanner.resume_check import ResumeCheck, check_resume
 from scanner.rollup import rollup_domain, rollup_duplicate, rollup_excluded, rollup_invalid
 from scanner.scan_counts import ScanCounts, committed_counts
+from scanner.sink.durable import OutputError
 from scanner.sink.manifest import ScanManifest
 from scanner.sink.parquet import DatasetWriter
 from scanner.sink.summary import HostSummary
@@ -48,7 +53,7 @@ from scanner.smtp import SmtpProber, StepWait
 from scanner.status import InputStatus
 from scanner.tls.context import ProbeContext, make_probe_context
 from scanner.tls.verify import ChainVerifier
-from scanner.vantage import VantageWatch, server_spoke
+from scanner.vantage import VantageFailure, VantageWatch, server_spoke
 
 if TYPE_CHECKING:  # imported when the policy stage runs: --no-policies never loads dnspython
     from scanner.policy_checks import PolicyChecker
@@ -119,10 +124,13 @@ class _NoProgress:
 class Scan:
     """One scan run; `run()` is the entry point."""
 
-    def __init__(self, config: ScanConfig, progress: Progress | None = None, *,
+    def __init__(self, config: ScanConfig, progress: Progress | None = None,
+                 notify: Callable[[str], None] | None = None, *,
                  waiting_every: float = 1.0) -> None:
         self.config = config
         self.progress: Progress = progress or _NoProgress()
+        #: warnings for the user (a resolver that passed its check only in part)
+        self.notify: Callable[[str], None] = notify or (lambda text: log.warning("%s", text))
         self._waiting_every = waiting_every
         self.counts = ScanCounts()  # this run's
         self.earlier = ScanCounts()  # what earlier runs committed (on resume)
@@ -149,6 +157,7 @@ class Scan:
         # what may still start a probe: the input loop, each domain until its probes are
         # started, each probe until it begins; at 0 the vantage watch knows none is to come
         self._feeding = 1
+        self._resolver_watch: ResolverWatch | None = None
 
     def _provider_of(self, mx_hostname: str) -> str:
         """The MX host's registrable domain: the unit of the per-provider connection cap."""
@@ -177,9 +186,11 @@ class Scan:
         return self.inputs
 
     async def run(self) -> ScanCounts:
-        """Scan every input; flush and write the manifest however it ends.
+        """Check the resolvers, scan every input; flush and write the manifest however it ends.
 
-        Returns this run's counts (`whole` has the whole scan's).
+        Returns this run's counts (`whole` has the whole scan's). Raises VantageFailure
+        (nothing written yet) when a resolver fails the check before the first domain,
+        ConfigError when one answers nothing at all.
         """
         inputs = self.prepare()
         try:
@@ -189,13 +200,26 @@ class Scan:
 
     async def _run(self, inputs: DigestedInputs) -> ScanCounts:
         cfg = self.config
-        writer = DatasetWriter(cfg.output, batch_rows=cfg.limits.batch_rows,
-                               flush_seconds=cfg.limits.flush_seconds, resume=cfg.resume)
-        check = self.resume_check
-        manifest = ScanManifest.start(
-            cfg, writer, inputs=[f.to_json() for f in inputs.fingerprints],
-            run_facts=check.run_facts(cfg.override_config) if check is not None else None)
         resolver = MailResolver(cfg.resolvers, cfg.timeouts, cfg.limits)
+        try:
+            first = await self._check_resolvers_first(resolver)
+            writer = DatasetWriter(cfg.output, batch_rows=cfg.limits.batch_rows,
+                                   flush_seconds=cfg.limits.flush_seconds, resume=cfg.resume)
+            check = self.resume_check
+            manifest = ScanManifest.start(
+                cfg, writer, inputs=[f.to_json() for f in inputs.fingerprints],
+                run_facts=check.run_facts(cfg.override_config) if check is not None else None)
+        except BaseException:
+            await resolver.close()
+            raise
+        watch = None
+        if cfg.resolver_check.judged:
+            watch = ResolverWatch(partial(resolver.check_resolvers, cfg.resolver_check),
+                                  cfg.resolver_check.every_s,
+                                  partial(self._finish_domain, writer), first)
+        self._resolver_watch = watch
+        manifest.note("resolver_check", self._resolver_facts(first))
+        manifest.write()
         policies = None
         if cfg.policies:
             from scanner.policy_checks import PolicyChecker
@@ -227,32 +251,47 @@ class Scan:
                 await self._check_reference(resolver, tls, manifest)
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
+                if watch is not None:
+                    tg.create_task(watch.run())
                 for item in self._inputs():
                     await domain_sem.take()
                     self._feeding += 1
                     tg.create_task(self._domain(item, resolver, analyser, writer, domain_sem))
                 self._inputs_done = True
                 self._fed()
+                if watch is not None:
+                    await domain_sem.take(domain_sem.size)  # every domain is done
+                    domain_sem.give(domain_sem.size)
+                    watch.stop()
+            if watch is not None:
+                await watch.settle()  # the rows still held wait for one more check
             state_name = "finished"
         finally:
             if ticker is not None:
                 ticker.cancel()
             try:
-                writer.close()
-            except BaseException:
-                state_name = "interrupted"  # the last batch is not committed: not finished
-                raise
+                if watch is not None and state_name != "finished":
+                    # stopped early: the rows held for the resolver are kept if it checks out
+                    with contextlib.suppress(VantageFailure, OutputError):
+                        await watch.settle()
             finally:
-                await resolver.close()
-                if policies is not None:
-                    await policies.close()
-                verdict = self.vantage.verdict()
-                # stopped as the vantage point's fault: the doubtful results were not written
-                if verdict is not None and self.vantage.failure is None:
-                    manifest.set_vantage(verdict.status.value, verdict.note)
-                stats = self.input_stats.as_dict()
-                manifest.finish(state_name, self.whole.to_manifest(stats), stats,
-                                run_counts=self.counts.to_manifest(stats))
+                try:
+                    writer.close()
+                except BaseException:
+                    state_name = "interrupted"  # the last batch is not committed: not finished
+                    raise
+                finally:
+                    await resolver.close()
+                    if policies is not None:
+                        await policies.close()
+                    verdict = self.vantage.verdict()
+                    # stopped as the vantage point's fault: the doubtful results were not written
+                    if verdict is not None and self.vantage.failure is None:
+                        manifest.set_vantage(verdict.status.value, verdict.note)
+                    manifest.note("resolver_check", self._resolver_facts(first))
+                    stats = self.input_stats.as_dict()
+                    manifest.finish(state_name, self.whole.to_manifest(stats), stats,
+                                    run_counts=self.counts.to_manifest(stats))
         return self.counts
 
     def waiting(self) -> Waiting:
@@ -318,6 +357,35 @@ class Scan:
             f"The reference host {where} sent an SMTP reply at the start of the run, so port "
             f"{port} traffic from this vantage point reaches mail servers.")
 
+    async def _check_resolvers_first(self, resolver: MailResolver) -> CheckReport:
+        """The resolver check before the first domain: stop unless every resolver passes."""
+        report = await resolver.check_resolvers(self.config.resolver_check)
+        failure = report.failure()
+        if failure is not None and not report.silent:
+            raise VantageFailure(
+                f"{failure}, before any domain was looked up: a resolver broken at our end "
+                "would have every domain recorded as a DNS failure. Fix it or choose another "
+                "--resolver (--resolver-check none if it refuses root questions on purpose)")
+        if failure is not None:
+            raise ConfigError(f"DNS resolver not answering: {failure}")
+        for warning in report.warnings():
+            self.notify(warning)
+        return report
+
+    def _resolver_facts(self, first: CheckReport) -> dict[str, object]:
+        """The manifest's `resolver_check`: what was asked, and what came back."""
+        check = self.config.resolver_check
+        facts: dict[str, object] = {
+            "questions": [f"{name} {qtype}" for name, qtype in questions_of(check)],
+            "root": check.root, "canaries": list(check.canaries),
+            "every_s": check.every_s if check.judged else None}
+        if self._resolver_watch is not None:
+            facts.update(self._resolver_watch.facts())
+        else:  # only whether the resolver answers: asked once, at the start
+            facts.update(checks=1, first=first.to_json(),
+                         last_passed=first.at.isoformat(timespec="microseconds"))
+        return facts
+
     def _inputs(self) -> Iterator[DomainInput]:
         # with --limit, reading stops right after the limit-th valid domain: every record read
         # (and counted in input_stats) gets its row
@@ -366,6 +434,7 @@ class Scan:
                 summaries = await self._summaries(waits, ready)
                 record, edges = rollup_domain(item, mail, self.config.port, summaries,
                                               POLICIES_NOT_QUERIED)
+                failed = has_dns_failure(mail, None, {})
             else:
                 tlsa = await policies.tlsa_for(mail)
                 domain_facts = await policies.domain_facts(item.domain)
@@ -375,7 +444,13 @@ class Scan:
                                                   policy_started)
                 record, edges = rollup_domain(item, mail, self.config.port, summaries,
                                               AppliedPolicies(domain_facts, tlsa))
-            self._finish_domain(writer, record, edges)
+                failed = has_dns_failure(mail, domain_facts, tlsa)
+            watch = self._resolver_watch
+            if failed and watch is not None:
+                # what a resolver gone bad says of every domain: written once it checks out
+                await watch.hold(record, edges)
+            else:
+                self._finish_domain(writer, record, edges)
         finally:
             if not probes_started:
                 self._fed()

@@ -15,13 +15,14 @@ from pathlib import Path
 
 from scanner.config import ScanConfig
 from scanner.dane import ChainKeys, TlsaLookup, chain_keys, lookup_tlsa_many
+from scanner.dns import FAILURE_KEEP_S
 from scanner.dns_cache import LookupCache
 from scanner.lru import LruMemo
 from scanner.mail_policy import lookup_mail_policy
 from scanner.mta_sts import StsFetcher, StsResult
 from scanner.policy_dns import PolicyResolver
 from scanner.policy_rollup import DomainPolicyFacts
-from scanner.policy_status import RecordStatus, StsFetchStatus
+from scanner.policy_status import RecordStatus, StsFetchStatus, TlsaStatus
 from scanner.probe import may_contact
 from scanner.records import HostRecord, MailHosts
 from scanner.status import HandshakeStatus
@@ -57,7 +58,10 @@ class PolicyChecker:
         return may_contact(ip, self._config.lab_mode)
 
     async def _load_tlsa(self, names: Sequence[str]) -> list[tuple[TlsaLookup, float | None]]:
-        return [(found, None) for found in await lookup_tlsa_many(names, self.resolver)]
+        # a failed lookup (timeout, SERVFAIL) is asked again after a while, as MX hosts' are:
+        # kept for the whole scan, a moment's outage would mark every later domain of that host
+        return [(found, FAILURE_KEEP_S if found.status is TlsaStatus.DNS_ERROR else None)
+                for found in await lookup_tlsa_many(names, self.resolver)]
 
     async def domain_facts(self, domain: str) -> DomainPolicyFacts:
         """TXT records of the domain, and its MTA-STS policy when the TXT record is valid."""

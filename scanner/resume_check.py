@@ -67,8 +67,10 @@ SPEED_SETTINGS: Mapping[str, str] = {
 }
 
 #: Fields that describe one run, not the scan: the inputs are checked by their fingerprints.
+#: `reference_host` and `resolver_check` decide whether a run may go on, not what a row says:
+#: each run records its own checks in its manifest entry.
 RUN_FIELDS = frozenset({"output", "inputs", "resume", "override_config", "started_at",
-                        "reference_host"})  # each run records its own reference check
+                        "reference_host", "resolver_check"})
 
 
 class ResumeRefused(Exception):

@@ -9,7 +9,6 @@ from typing import Any
 
 from scanner import event_loop
 from scanner.config import ConfigError, ScanConfig
-from scanner.dns import MailResolver
 from scanner.gc_policy import bulk_collector, release_freed_memory
 from scanner.inputs import InputError, check_inputs
 from scanner.pipeline import Scan, Waiting
@@ -77,6 +76,15 @@ class TqdmProgress:
             self._probes.refresh()
             self._waiting.set_description_str(waiting.describe(), refresh=True)
 
+    def warn(self, text: str) -> None:
+        """A warning line on the terminal, above the bars when they are shown."""
+        if self._domains is not None:
+            from tqdm import tqdm
+
+            tqdm.write(f"scanner: warning: {text}", file=sys.stderr)
+        else:
+            print(f"scanner: warning: {text}", file=sys.stderr)
+
     def close(self) -> None:
         if self._domains is None or self._probes is None:
             return
@@ -95,16 +103,6 @@ def _bar_total(config: ScanConfig, records: int) -> int:
     from scanner.sink.dataset import committed_rows
 
     return max(0, records - committed_rows(config.output)["domains"])
-
-
-async def _preflight(config: ScanConfig) -> None:
-    resolver = MailResolver(config.resolvers, config.timeouts, config.limits)
-    try:
-        problem = await resolver.check_resolver()
-    finally:
-        await resolver.close()
-    if problem:
-        raise OutputError(problem)
 
 
 def _summary(run: ScanCounts, counts: ScanCounts, config: ScanConfig) -> str:
@@ -159,10 +157,10 @@ def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
         print(f"scanner: {notice}", file=sys.stderr)
     display = TqdmProgress(_bar_total(config, inputs.records) if progress else None, progress)
     scan.progress = display
+    scan.notify = display.warn
     resume_hint = f"resume with: scanner {argv}" + ("" if config.resume else " --resume")
 
     async def main() -> ScanCounts:
-        await _preflight(config)
         task = asyncio.current_task()
         assert task is not None
         from scanner.cli import install_signal_handlers

@@ -9,6 +9,11 @@ requests sent after it timed out were answered. A sudden wave -- at least `min_w
 distinct providers making up a share of the window far above the baseline -- stops the scan with
 VantageFailure, and none of the held results is recorded, so resume re-probes them.
 
+Only silence counts against the path: an answer of any kind (a SERVFAIL, REFUSED or NXDOMAIN
+to a DNS question, a refused connection) came back over it, proves it works, and confirms the
+held results like any other answer. Whether the resolver itself still tells the truth is
+`resolver_watch`'s question, judged by questions whose answers are known.
+
 A hostile list's normal share of tarpits does not trip it: the threshold rises with the baseline,
 and tarpits are released as soon as healthy servers answer after them.
 
@@ -31,7 +36,6 @@ from enum import StrEnum
 
 from scanner.dane import TlsaLookup
 from scanner.policy_rollup import DomainPolicyFacts
-from scanner.policy_status import RecordStatus, StsFetchStatus, TlsaStatus
 from scanner.records import HostRecord, MailHosts, SmtpProbe
 from scanner.status import (
     ConnectStatus,
@@ -48,9 +52,6 @@ _SMTP_TIMEOUTS = frozenset({HostOutcome.CONNECT_TIMEOUT, HostOutcome.UNREACHABLE
                             HostOutcome.GREETING_TIMEOUT, HostOutcome.TIMEOUT,
                             HostOutcome.HANDSHAKE_TIMEOUT})
 
-
-_STS_SILENT = frozenset({StsFetchStatus.TIMEOUT, StsFetchStatus.CONNECT_ERROR,
-                         StsFetchStatus.DNS_ERROR})
 
 # A greeting that came back, of any code, or bytes that are no SMTP reply: something beyond our
 # own network answered on port 25. A refused connect is not enough: a firewall at our end can
@@ -95,13 +96,16 @@ def is_smtp_timeout(record: HostRecord) -> bool:
         p.starttls_status is StartTlsStatus.TIMEOUT or p.handshake_status is HandshakeStatus.TIMEOUT
 
 
-def policy_lookups_failed(facts: DomainPolicyFacts, tlsa: Mapping[str, TlsaLookup]) -> bool:
-    """True when a TXT or TLSA lookup, or the MTA-STS fetch, could not get an answer."""
-    m = facts.mail
-    return RecordStatus.DNS_ERROR in (m.spf_status, m.dmarc_status, m.tlsrpt_status,
-                                      m.mta_sts_txt_status) \
-        or facts.sts.fetch_status in _STS_SILENT \
-        or any(t.status is TlsaStatus.DNS_ERROR for t in tlsa.values())
+def policy_lookups_unanswered(facts: DomainPolicyFacts, tlsa: Mapping[str, TlsaLookup]
+                              ) -> bool:
+    """True when a TXT or TLSA lookup, or the MTA-STS fetch, got no answer at all.
+
+    Only silence speaks against the network path: a SERVFAIL, REFUSED or NXDOMAIN answer, or a
+    refused connection, came back over it, so it counts as an answer however quickly it came
+    (a list of parked or broken domains is full of them).
+    """
+    return facts.mail.unanswered or facts.sts.unanswered \
+        or any(t.unanswered for t in tlsa.values())
 
 
 def is_dns_timeout(mail: MailHosts) -> bool:
@@ -324,8 +328,8 @@ class VantageWatch:
 
     async def admit_policies(self, domain: str, facts: DomainPolicyFacts,
                              tlsa: Mapping[str, TlsaLookup], started: float) -> None:
-        """Return when the domain's policy facts may be written; raise on a wave of failures."""
-        await self.policies.admit(policy_lookups_failed(facts, tlsa), started, domain)
+        """Return when the domain's policy facts may be written; raise on a wave of silence."""
+        await self.policies.admit(policy_lookups_unanswered(facts, tlsa), started, domain)
 
     async def admit_dns(self, mail: MailHosts, started: float) -> None:
         """Return when the domain's DNS result may be used; raise VantageFailure on a wave."""

@@ -1,5 +1,5 @@
 """The dns stage against the lab's DNS server: every DNS case of the mixed population, caching,
-timeouts, truncation, resolver checks; plus table-driven error mapping."""
+timeouts, truncation; plus table-driven error mapping."""
 
 from __future__ import annotations
 
@@ -511,32 +511,7 @@ async def test_the_safety_net_keeps_no_answer_alive(small: DnsServer) -> None:
     assert not channel._net
 
 
-# -- resolver configuration and start-up check --------------------------------------------------
-
-async def test_check_resolver_accepts_any_answer_and_reports_silence(small: DnsServer) -> None:
-    r = MailResolver([small.address], Timeouts(dns_query=0.2, dns_tries=1), Limits())
-    try:
-        assert await r.check_resolver() is None  # the lab refuses "." NS: still an answer
-        small.pause()
-        started = time.monotonic()
-        problem = await r.check_resolver()
-    finally:
-        await r.close()
-    assert problem is not None and small.address in problem and "timeout" in problem
-    assert "\n" not in problem and time.monotonic() - started < 2.0
-
-
-async def test_check_resolver_reports_a_closed_port() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    r = MailResolver([f"127.0.0.1:{port}"], Timeouts(dns_query=0.2, dns_tries=1), Limits())
-    try:
-        problem = await r.check_resolver()
-    finally:
-        await r.close()
-    assert problem is not None and "connection refused" in problem
-
+# -- resolver configuration (the start-up check: test_resolver_check.py) ------------------------
 
 async def test_ipv6_resolver_syntax() -> None:
     zone = Zone()

@@ -10,6 +10,7 @@ import pytest
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
 from scanner.lab.dns_server import DnsServer, Zone, start_dns_server
+from scanner.lab.dns_zone import RType
 
 
 def _zone() -> Zone:
@@ -26,6 +27,9 @@ def _zone() -> Zone:
     zone.add_tlsa("_25._tcp.mx1.a.test", 3, 1, 1, bytes(range(32)))
     zone.fail("broken.test", "servfail")
     zone.fail("silent.test", "timeout")
+    zone.fail("refusing.test", "refused")
+    zone.add_mx("txt-fails.test", 10, "mx1.a.test")
+    zone.fail("txt-fails.test", "servfail", RType.TXT)
     for i in range(30):
         zone.add_mx("big.test", 10 + i, f"mx-{i:02d}-{'x' * 40}.big.test")
     return zone
@@ -100,8 +104,43 @@ async def test_servfail(server: DnsServer) -> None:
     assert RCODE[(await _ask(server, "broken.test", "A", tcp=True)).header.rcode] == "SERVFAIL"
 
 
+async def test_refused_and_one_type_failing(server: DnsServer) -> None:
+    assert RCODE[(await _ask(server, "refusing.test", "TXT")).header.rcode] == "REFUSED"
+    assert RCODE[(await _ask(server, "txt-fails.test", "TXT")).header.rcode] == "SERVFAIL"
+    mx = await _ask(server, "txt-fails.test", "MX")  # the other types answer as usual
+    assert RCODE[mx.header.rcode] == "NOERROR" and len(mx.rr) == 1
+
+
+async def test_a_broken_server_answers_one_rcode_to_everything_until_resumed(
+        server: DnsServer) -> None:
+    server.break_("nxdomain")
+    for name, qtype in ((".", "NS"), (".", "SOA"), ("a.test", "MX"), ("a.test", "TXT")):
+        reply = await _ask(server, name, qtype)
+        assert RCODE[reply.header.rcode] == "NXDOMAIN" and not reply.rr
+    server.break_("servfail")
+    assert RCODE[(await _ask(server, "a.test", "MX", tcp=True)).header.rcode] == "SERVFAIL"
+    server.resume()
+    assert len((await _ask(server, "a.test", "MX")).rr) == 2
+
+
 async def test_names_outside_the_zone_are_refused(server: DnsServer) -> None:
     assert RCODE[(await _ask(server, "example.com", "A")).header.rcode] == "REFUSED"
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+async def test_the_root_answers_ns_and_soa_like_a_recursive_resolver(
+        server: DnsServer, tcp: bool) -> None:
+    # what the scanner's resolver check asks before a scan: NOERROR with records
+    ns = await _ask(server, ".", "NS", tcp=tcp)
+    assert RCODE[ns.header.rcode] == "NOERROR"
+    assert [(QTYPE[r.rtype], str(r.rname), str(r.rdata)) for r in ns.rr] == [
+        ("NS", ".", "ns.test.")]
+    soa = await _ask(server, ".", "SOA", tcp=tcp)
+    assert RCODE[soa.header.rcode] == "NOERROR"
+    assert [(QTYPE[r.rtype], str(r.rname)) for r in soa.rr] == [("SOA", ".")]
+    assert str(soa.rr[0].rdata.mname) == "ns.test."
+    other = await _ask(server, ".", "A", tcp=tcp)  # the root has no address: NODATA
+    assert RCODE[other.header.rcode] == "NOERROR" and not other.rr
 
 
 @pytest.mark.parametrize("tcp", [False, True])

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scanner.config import Timeouts
+from scanner.lab.dns_server import Zone, start_dns_server
+from scanner.lab.population import STS_ADDRESS
 from scanner.mta_sts import (
     MAX_POLICY_BYTES,
     StsFetcher,
@@ -156,3 +160,45 @@ def test_lab_truth_has_every_mode_and_delivery_verdict(fake_internet: Any) -> No
     assert {r["mta_sts_delivery_ok"] for r in judged} == {True, False}
     assert {r["mta_sts_mx_all_match"] for r in judged} == {True, False}
     assert any(r["strict_capable"] and r["dane_class"] != "valid" for r in rows)
+
+
+@pytest.mark.parametrize(("mode", "status", "unanswered"), [
+    ("servfail", StsFetchStatus.DNS_ERROR, False),  # an answer, if not a useful one
+    ("refused", StsFetchStatus.DNS_ERROR, False),
+    ("timeout", StsFetchStatus.DNS_ERROR, True),  # nothing came back
+])
+async def test_a_policy_host_lookup_says_whether_it_was_answered(
+        mode: str, status: StsFetchStatus, unanswered: bool) -> None:
+    zone = Zone()
+    zone.fail("mta-sts.a.test", mode)
+    server = await start_dns_server(zone)
+    resolver = PolicyResolver((server.address,), Timeouts(dns_query=0.2, dns_tries=1))
+    try:
+        result = await StsFetcher(resolver, [], use_mozilla=False).fetch("a.test")
+    finally:
+        resolver.close()
+        await server.close()
+    assert (result.fetch_status, result.unanswered) == (status, unanswered)
+
+
+async def test_a_refused_fetch_is_an_answer_and_a_silent_one_is_not(fake_internet: Any) -> None:
+    domain = next(r["domain"] for r in fake_internet.truth_domains().to_pylist()
+                  if r["mta_sts_fetch_status"] == "ok")
+    resolver = PolicyResolver((fake_internet.resolver,), Timeouts(dns_query=0.5, dns_tries=2))
+    accepted: list[asyncio.StreamWriter] = []  # never a word to them, closed at the end
+    silent = await asyncio.start_server(lambda _, writer: accepted.append(writer), STS_ADDRESS, 0)
+    with socket.socket() as sock:  # a port nobody listens on: refused at once
+        sock.bind((STS_ADDRESS, 0))
+        closed = sock.getsockname()[1]
+    try:
+        results = [await StsFetcher(resolver, [str(fake_internet.ca_pem)], use_mozilla=False,
+                                    port=port, timeout=0.5, allow_address=lambda ip: True
+                                    ).fetch(domain)
+                   for port in (closed, silent.sockets[0].getsockname()[1])]
+    finally:
+        silent.close()
+        for writer in accepted:
+            writer.close()
+        resolver.close()
+    assert [(r.fetch_status, r.unanswered) for r in results] == [
+        (StsFetchStatus.CONNECT_ERROR, False), (StsFetchStatus.TIMEOUT, True)]

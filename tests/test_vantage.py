@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -14,10 +17,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from dns_stub import zone_server
 from test_pipeline import differences, keyed_domains
 
-from scanner.config import Limits, ScanConfig, Timeouts, TrustStore, split_host_port
+from scanner.config import (
+    Limits,
+    ResolverCheck,
+    ScanConfig,
+    Timeouts,
+    TrustStore,
+    split_host_port,
+)
+from scanner.lab.dns_zone import RType, Zone
+from scanner.lab.population import build_zone
+from scanner.lab.profiles import generate
 from scanner.lab.serve import LabProcess
 from scanner.pipeline import Scan
 from scanner.records import DomainRecord, HostRecord
@@ -177,7 +193,7 @@ def test_smtp_side_dying_mid_scan_stops_without_false_rows_and_resumes(
 class _PauseAfter:
     """Progress that sends a lab control command once `n` domains are done."""
 
-    def __init__(self, lab: LabProcess, n: int, cmd: str) -> None:
+    def __init__(self, lab: LabProcess, n: int, cmd: str | dict[str, Any]) -> None:
         self.lab, self.n, self.cmd, self.done = lab, n, cmd, 0
 
     def on_domain_done(self, record: DomainRecord) -> None:
@@ -218,6 +234,38 @@ def test_resolver_dying_mid_scan_stops_without_false_rows_and_resumes(
     n_domains, _ = _written_rows_are_true(slow_lab, out)
     assert 100 <= n_domains < slow_lab.truth_domains().num_rows
     asyncio.run(Scan(_lab_config(slow_lab, out, resume=True)).run())
+    assert read_manifest(out)["state"] == "finished"
+    _all_rows_are_true(slow_lab, out)
+
+
+@pytest.mark.parametrize("rcode", ["servfail", "refused"])
+def test_resolver_answering_failures_mid_scan_stops_without_false_rows_and_resumes(
+        slow_lab: LabProcess, tmp_path: Path, rcode: str) -> None:
+    """Not silence but wrong answers: only the resolver check notices, and the rows with DNS
+    failures since the last passing check are never written."""
+    out = tmp_path / "out"
+    config = dataclasses.replace(_lab_config(slow_lab, out),
+                                 resolver_check=ResolverCheck(every_s=0.3))
+    try:
+        with pytest.raises(BaseExceptionGroup) as caught:
+            asyncio.run(Scan(config, _PauseAfter(slow_lab, 100, {"cmd": "break_dns",
+                                                                 "rcode": rcode})).run())
+    finally:
+        slow_lab.control("resume_dns")
+    failure, _ = caught.value.split(VantageFailure)
+    assert failure is not None, caught.value
+    message = str(failure.exceptions[0])
+    assert f"answered {rcode.upper()} to . NS and . SOA" in message, message
+    assert "were not recorded" in message and "--resume" in message
+    manifest = read_manifest(out)
+    assert manifest["state"] == "interrupted"
+    check = manifest["resolver_check"]
+    assert check["failed"] is True and check["checks"] >= 2
+    assert check["last"]["resolvers"][slow_lab.resolver]["verdict"] == "failed"
+    assert check["last_passed"] < check["last"]["time"]
+    n_domains, _ = _written_rows_are_true(slow_lab, out)
+    assert 100 <= n_domains < slow_lab.truth_domains().num_rows
+    asyncio.run(Scan(dataclasses.replace(config, resume=True)).run())
     assert read_manifest(out)["state"] == "finished"
     _all_rows_are_true(slow_lab, out)
 
@@ -470,3 +518,111 @@ def test_reference_host_spec_is_host_and_port(spec: str, want: tuple[str, int]) 
 def test_reference_host_spec_without_host_or_port_is_refused(spec: str) -> None:
     with pytest.raises(ValueError):
         split_host_port(spec, 25)
+
+
+# --- answers are not silence: quick SERVFAIL / REFUSED to the policy lookups ---------------------
+
+_DNS_ONLY_COLUMNS = tuple(c for c in TRUTH_DOMAIN_COLUMNS  # the zone below has no TLSA records
+                          if c not in ("dane_class", "n_dane_valid", "strict_capable"))
+
+
+def _parked_and_broken_zone() -> tuple[Zone, list[str]]:
+    """The fake_internet lab's zone plus 90 domains whose name servers answer at once but fail:
+    SERVFAIL or REFUSED to everything (parked, lame), or SERVFAIL to TXT only."""
+    population = generate("mixed", 200, 1)  # the fake_internet lab's population
+    zone = build_zone(population)
+    healthy_mx = next(d.mx[0][1] for d in population.domains if d.name == "only-valid.test")
+    names = []
+    for i in range(30):
+        for mode in ("servfail", "refused"):
+            names.append(f"parked-{mode}-{i}.test")
+            zone.fail(names[-1], mode)
+        names.append(f"txt-servfail-{i}.test")
+        zone.add_mx(names[-1], 10, healthy_mx)
+        zone.fail(names[-1], "servfail", RType.TXT)
+    return zone, names
+
+
+def test_quick_servfail_and_refused_answers_never_stop_a_scan(
+        fake_internet: Any, tmp_path: Path) -> None:
+    zone, broken = _parked_and_broken_zone()
+    lab_lines = (fake_internet.directory / "domains.txt").read_text().splitlines()
+    domains = tmp_path / "domains.txt"
+    # the broken ones first: the window of recent results is full of them, as on a resume
+    domains.write_text("\n".join(broken + lab_lines) + "\n")
+    out = tmp_path / "out"
+    with zone_server(zone) as server:
+        proc = subprocess.run(
+            [sys.executable, "-m", "scanner", "scan", str(domains), "-o", str(out), "--lab",
+             str(fake_internet.directory), "--resolver", server.address, *FAST],
+            capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert read_manifest(out)["state"] == "finished"
+    rows = {r["domain"]: r for r in keyed_domains(out).to_pylist()}
+    assert len(rows) == len(broken) + len(lab_lines)
+    for name in broken:
+        expected = name.split("-")[1] if name.startswith("parked-") else "ok"
+        assert (rows[name]["status"], rows[name]["spf_status"]) == (expected, "dns_error"), name
+    assert {rows[n]["starttls_class"] for n in broken if n.startswith("txt-")} == {"all"}
+    lab = keyed_domains(out).filter(pc.invert(pc.is_in(
+        keyed_domains(out).column("domain"), pa.array(broken))))
+    diff = differences(lab, fake_internet.truth_domains(), "domain", _DNS_ONLY_COLUMNS)
+    assert not diff, "\n".join(diff[:30])
+
+
+# --- the whole lab paused mid-scan: a real outage, then --resume --------------------------------
+
+def _lab_processes(lab: LabProcess) -> list[int]:
+    """The lab's main process and every process under it (its SMTP workers)."""
+    pids, todo = [], [lab.pid]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return pids
+
+
+#: the issue's size: paused after this many commits, the work left starts with the quickly
+#: answered SERVFAIL domains, which stopped every --resume when answers counted as silence
+NORWAY_DOMAINS, PAUSE_AFTER_COMMITS = 20_000, 300
+
+
+def test_whole_lab_paused_mid_scan_stops_then_resume_equals_the_truth(tmp_path: Path) -> None:
+    lab = LabProcess.start("norway-2010", NORWAY_DOMAINS, 2010, tmp_path / "lab", timeout=120)
+    try:
+        out = tmp_path / "out"
+        proc = subprocess.Popen(_cmd(lab, out), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        paused: list[int] = []
+        try:
+            deadline = time.monotonic() + 60
+            while _commits(out) < PAUSE_AFTER_COMMITS and proc.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if proc.poll() is None:
+                paused = _lab_processes(lab)
+                for pid in paused:  # every lab process at once: DNS, SMTP and HTTPS silent
+                    os.kill(pid, signal.SIGSTOP)
+            _, stderr = proc.communicate(timeout=90)
+        finally:
+            for pid in paused:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert paused, "the scan ended before the lab could be paused"
+        assert proc.returncode == 3, stderr
+        assert "vantage point" in stderr and "--resume" in stderr and "Traceback" not in stderr
+        assert read_manifest(out)["state"] == "interrupted"
+        n_domains, _ = _written_rows_are_true(lab, out)
+        assert 0 < n_domains < lab.truth_domains().num_rows
+        final = subprocess.run(_cmd(lab, out, "--resume"), capture_output=True, text=True,
+                               timeout=180)
+        assert final.returncode == 0, final.stderr
+        assert read_manifest(out)["state"] == "finished"
+        _all_rows_are_true(lab, out)
+    finally:
+        lab.stop()

@@ -1,10 +1,11 @@
 """The lab's control channel: JSON lines over TCP on 127.0.0.1, one request, one reply.
 
 Requests are objects with a "cmd" (`counts`, `reset_counts`, `pause_dns`, `resume_dns`,
-`pause_smtp`, `resume_smtp`, `status`); replies carry `"ok": true` and the data, or
-`"ok": false` and an `"error"`. The lab's worker processes speak the same protocol, so the main
-process forwards SMTP commands to them and merges their counts.
-"""
+`break_dns` with an "rcode" (servfail, refused, nxdomain: every query answered so, as by a
+resolver gone bad; `resume_dns` ends it), `pause_smtp`, `resume_smtp`, `status`); replies
+carry `"ok": true` and the data, or `"ok": false` and an `"error"`. The lab's worker processes
+speak the same protocol, so the main process forwards SMTP commands to them and merges their
+counts."""
 
 from __future__ import annotations
 

@@ -4,9 +4,10 @@ Answers are built straight from the zone's packed records (no per-query object t
 benchmark sends hundreds of thousands of queries. dnslib supplies the type codes and is what the
 tests parse the answers with. Behaviour per name follows the zone: records, CNAME chains (followed
 inside the answer), NODATA (empty answer, SOA in authority), NXDOMAIN, SERVFAIL, and names that are
-never answered. UDP answers larger than the client's limit (512 bytes, or its EDNS size) come back
-truncated (TC=1, no records), so the client retries over TCP and gets the full answer.
-"""
+never answered. The root answers `. NS` and `. SOA` as a recursive resolver does (the scanner's
+resolver check asks them); other names outside the zone are refused. UDP answers larger than the
+client's limit (512 bytes, or its EDNS size) come back truncated (TC=1, no records), so the client
+retries over TCP and gets the full answer."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
 _OPT_RR = b"\x00" + _RR.pack(_OPT, _EDNS_SIZE, 0, 0)
 _POINTER_TO_QNAME = b"\xc0\x0c"  # the question name always starts at offset 12
+_ROOT = b"\x00"
 
 
 class _Query:
@@ -89,10 +91,17 @@ def _resolve(zone: Zone, key: bytes, qtype: int) -> tuple[int, list[bytes], bool
     current = key
     for _ in range(_MAX_CNAME_HOPS):
         mode = zone.failing.get(current)
+        if mode is None and zone.failing_types:
+            mode = zone.failing_types.get((current, qtype))
         if mode is FailMode.TIMEOUT:
             return None
         if mode is FailMode.SERVFAIL:
             return _SERVFAIL, answers, False
+        if mode is FailMode.REFUSED:
+            return _REFUSED, answers, False
+        if current == _ROOT and not answers:  # `. NS`, `. SOA`: as a recursive resolver has them
+            matches = [r for r in zone.root_records if r[0] == qtype or qtype == _ANY]
+            return _NOERROR, [_rr(owner, rtype, rdata) for rtype, rdata in matches], False
         if not zone.in_zone(current):
             # Out of zone: refused for the question itself; a CNAME leading out ends here.
             return (_NOERROR if answers else _REFUSED), answers, False
@@ -117,6 +126,7 @@ class DnsServer:
         self.host = host
         self.port = 0
         self.paused = False
+        self.broken_rcode: int | None = None  # every query answered with it (`break_`)
         self.queries = 0
         self.tcp_queries = 0
         self.truncated = 0
@@ -134,8 +144,15 @@ class DnsServer:
         self.paused = True
 
     def resume(self) -> None:
-        """Answer again."""
+        """Answer again, and truthfully (undoes `pause` and `break_`)."""
         self.paused = False
+        self.broken_rcode = None
+
+    def break_(self, rcode: str) -> None:
+        """Answer every query, the root's included, with `rcode` ("servfail", "refused",
+        "nxdomain"): a resolver gone bad at the vantage point."""
+        self.broken_rcode = {"servfail": _SERVFAIL, "refused": _REFUSED,
+                             "nxdomain": _NXDOMAIN}[rcode.lower()]
 
     def answer(self, data: bytes | bytearray, *, tcp: bool) -> bytes | None:
         """The reply to one query message, or None to stay silent."""
@@ -150,6 +167,9 @@ class DnsServer:
             return None
         if isinstance(query, int):
             return _HEADER.pack(data[0] << 8 | data[1], _QR | query, 0, 0, 0, 0)
+        if self.broken_rcode is not None:
+            return _HEADER.pack(query.qid, _QR | _RA | (query.flags & _RD) | self.broken_rcode,
+                                1, 0, 0, 0) + query.question
         result = _resolve(self.zone, query.key, query.qtype)
         if result is None:
             return None

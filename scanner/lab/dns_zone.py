@@ -39,6 +39,7 @@ class FailMode(IntEnum):
 
     SERVFAIL = 1
     TIMEOUT = 2  # never answered
+    REFUSED = 3
 
 
 def wire_name(name: str) -> bytes:
@@ -92,10 +93,18 @@ class Zone:
         self.origin = wire_name(origin)
         self.records: dict[bytes, list[Record] | tuple[Record, ...]] = {}
         self.failing: dict[bytes, FailMode] = {}
+        self.failing_types: dict[tuple[bytes, int], FailMode] = {}  # one type at a name
         self._empty: set[bytes] = set()  # names that exist without records (NODATA)
         self.signed: set[bytes] = set()  # names whose answers carry the AD bit ("signed")
         self.soa_rdata = (wire_name(f"ns.{origin}") + wire_name(f"hostmaster.{origin}")
                           + struct.pack("!IIIII", 1, 3600, 600, 86400, 60))
+        # The root, as a recursive resolver answers for it (`. NS`, `. SOA`): the scanner asks
+        # these before a scan to tell a working resolver from one broken at our end. The lab's
+        # root names its own name server; nothing outside the lab is named.
+        self.root_records: tuple[Record, ...] = (
+            (int(RType.NS), wire_name(f"ns.{origin}")),
+            (int(RType.SOA), wire_name(f"ns.{origin}") + wire_name(f"hostmaster.{origin}")
+             + struct.pack("!IIIII", 1, 1800, 900, 604800, 86400)))
 
     # -- building -----------------------------------------------------------------------------
 
@@ -157,11 +166,15 @@ class Zone:
         """Answers for the name get the AD bit, as from a validating resolver (DNSSEC)."""
         self.signed.add(wire_name(name))
 
-    def fail(self, name: str, mode: FailMode | str) -> None:
-        """Make every query for the name fail: "servfail" or "timeout" (never answered)."""
+    def fail(self, name: str, mode: FailMode | str, rtype: RType | None = None) -> None:
+        """Make every query for the name (or only those of `rtype`) fail: "servfail",
+        "refused" or "timeout" (never answered). The root (`""`) may fail too."""
         if isinstance(mode, str):
             mode = FailMode[mode.upper()]
-        self.failing[wire_name(name)] = mode
+        if rtype is None:
+            self.failing[wire_name(name)] = mode
+        else:
+            self.failing_types[(wire_name(name), int(rtype))] = mode
 
     def _add_ancestors(self, key: bytes) -> None:
         # Empty non-terminals (e.g. `_tcp.mx1.example.test`) exist: NODATA, not NXDOMAIN.

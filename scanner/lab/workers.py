@@ -137,9 +137,12 @@ def make_handler(fleets: Fleets, dns: DnsServer | None = None) -> Handler:
             await actions[cmd]()
         elif dns is not None and cmd in ("pause_dns", "resume_dns"):
             (dns.pause if cmd == "pause_dns" else dns.resume)()
+        elif dns is not None and cmd == "break_dns":
+            dns.break_(str(request.get("rcode", "servfail")))
         elif dns is not None and cmd == "status":
             return {"ok": True, "dns_queries": dns.queries, "dns_tcp_queries": dns.tcp_queries,
-                    "dns_truncated": dns.truncated, "dns_paused": dns.paused}
+                    "dns_truncated": dns.truncated, "dns_paused": dns.paused,
+                    "dns_broken": dns.broken_rcode is not None}
         else:
             return {"ok": False, "error": f"unknown command {cmd!r}"}
         return {"ok": True}

@@ -168,6 +168,12 @@ class ScanManifest:
         """The scan's original start time: the moment certificates are judged at, on resume too."""
         return datetime.fromisoformat(self.data["start_time"])
 
+    def note(self, key: str, value: Any) -> None:
+        """Record a fact of this run under `key`, at the top and in the run's entry (written
+        with the next write)."""
+        self.data[key] = value
+        self.data["runs"][-1][key] = value
+
     def update(self, counts: Mapping[str, Any],
                input_stats: Mapping[str, Any] | None = None) -> None:
         """Record progress while running (counts are totals for the whole scan)."""
