@@ -16,7 +16,7 @@ from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-#: `--loop` values (scanner/event_loop.py); "auto" is uvloop when installed, else asyncio.
+#: `--loop` values (scanner/scan/event_loop.py); "auto" is uvloop when installed, else asyncio.
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 

@@ -22,8 +22,8 @@ from types import TracebackType
 import pyarrow.parquet as pq
 
 from scanner.config import ScanConfig
-from scanner.packed_keys import PackedKeys, digest_key
-from scanner.records import CertificateRecord, DomainMxRecord, DomainRecord, HostRecord
+from scanner.model.records import CertificateRecord, DomainMxRecord, DomainRecord, HostRecord
+from scanner.scan.summary import ResumeState, load_resume_state
 from scanner.sink.durable import (
     OutputError,
     describe_os_error,
@@ -32,6 +32,7 @@ from scanner.sink.durable import (
     open_new,
     part_name,
 )
+from scanner.sink.packed_keys import PackedKeys, digest_key
 from scanner.sink.rows import (
     ColumnBuffer,
     append_certificate,
@@ -40,7 +41,6 @@ from scanner.sink.rows import (
     append_host,
 )
 from scanner.sink.schema import DATASETS
-from scanner.sink.summary import ResumeState, load_resume_state
 
 __all__ = ["DatasetWriter", "OutputError", "ResumeState"]
 
