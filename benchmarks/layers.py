@@ -56,7 +56,8 @@ from common import (  # noqa: E402
     today,
 )
 
-from scanner.commands.cli import build_parser, config_from_args  # noqa: E402
+from scanner.commands.cli import build_parser  # noqa: E402
+from scanner.commands.options import config_from_args  # noqa: E402
 from scanner.config import EVENT_LOOPS, ScanConfig  # noqa: E402
 from scanner.model.records import ProbeTarget, SmtpProbe  # noqa: E402
 from scanner.model.status import HandshakeStatus  # noqa: E402

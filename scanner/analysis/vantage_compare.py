@@ -9,15 +9,10 @@ STARTTLS at one but not the other is listed, with where it was missing and how (
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from scanner.analysis.scan_status import scan_status, scan_warnings
+from scanner.analysis.scan_status import scan_status
 from scanner.sink.dataset import read_dataset, read_manifest
 
 _COLUMNS = ["ip", "port", "mx_hostnames", "ehlo_status", "starttls_offered", "starttls_status",
@@ -68,52 +63,3 @@ def compare_vantage(a: Path, b: Path) -> dict[str, Any]:
         "masked_at_b": sum(hb[k]["starttls_status"] == "masked" for k in answered),
         "differing": differing,
     }
-
-
-def render_vantage(result: dict[str, Any], fmt: str, limit: int = 50) -> str:
-    """The comparison as text, Markdown-ish text, JSON or CSV (CSV: the differing hosts)."""
-    if fmt == "json":
-        return json.dumps(result, indent=2)
-    if fmt == "csv":
-        out = io.StringIO()
-        fields = ["ip", "port", "mx_hostnames", "missing_at", "how", "a_starttls_status",
-                  "b_starttls_status", "a_outcome", "b_outcome"]
-        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({**d, "mx_hostnames": " ".join(d["mx_hostnames"])}
-                         for d in result["differing"])
-        return out.getvalue()
-    a, b = result["a"], result["b"]
-    lines = [f"A: {a['vantage']} ({a['outdir']}, {a['hosts']} hosts)",
-             f"B: {b['vantage']} ({b['outdir']}, {b['hosts']} hosts)",
-             f"hosts in both scans        {result['hosts_in_both']}",
-             f"answered EHLO at both      {result['answered_at_both']}",
-             f"STARTTLS at both           {result['offered_at_both']}",
-             f"STARTTLS missing at A only {result['missing_at_a']} (masked at A: "
-             f"{result['masked_at_a']})",
-             f"STARTTLS missing at B only {result['missing_at_b']} (masked at B: "
-             f"{result['masked_at_b']})"]
-    if result["differing"]:
-        lines += ["", "hosts offering STARTTLS at one vantage point only:"]
-        for d in result["differing"][:limit]:
-            lines.append(f"  {d['ip']}:{d['port']} {' '.join(d['mx_hostnames'])[:60]}: missing "
-                         f"at {d['missing_at'].upper()} ({d['how']})")
-        if len(result["differing"]) > limit:
-            lines.append(f"  ... and {len(result['differing']) - limit} more "
-                         "(--format csv lists all)")
-    return "\n".join(lines)
-
-
-def run_vantage_compare(args: argparse.Namespace) -> int:
-    """Print the two-vantage comparison of OLD (A) and NEW (B)."""
-    for outdir in (args.old, args.new):
-        if not (outdir / "hosts").is_dir():
-            print(f"scanner: error: {outdir} holds no scan results (no hosts/ dataset)",
-                  file=sys.stderr)
-            return 2
-    for outdir in (args.old, args.new):
-        for warning in scan_warnings(outdir):
-            print(f"scanner: {warning}", file=sys.stderr)
-    text = render_vantage(compare_vantage(args.old, args.new), args.format, args.list)
-    print(text, end="" if args.format == "csv" else "\n")
-    return 0

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from scanner.commands.options import CliError, _add_scan_arguments, config_from_args
+from scanner.commands.scan import vantage_warning
 from scanner.inputs.domain_names import InvalidDomain, normalise_domain
 from scanner.model.records import DomainRecord, HostRecord
 from scanner.report.server_text import printable
@@ -71,8 +73,6 @@ class CheckProgress:
 def _scan_namespace(args: argparse.Namespace, input_path: Path, output: Path
                     ) -> argparse.Namespace:
     """The `scan` arguments for one domain: scan defaults, with the check's options on top."""
-    from scanner.commands.cli import _add_scan_arguments
-
     parser = argparse.ArgumentParser()
     _add_scan_arguments(parser)
     ns = parser.parse_args([str(input_path), "-o", str(output)])
@@ -96,8 +96,6 @@ def check_domain(args: argparse.Namespace, progress: Progress | None = None) -> 
     Raises CliError for a domain that is not a mail domain (the reason in one line), and
     VantageFailure when the check stopped because the vantage point looks broken.
     """
-    from scanner.commands.cli import CliError, config_from_args
-
     try:
         a_label, _unicode = normalise_domain(args.domain)
     except InvalidDomain as exc:
@@ -201,8 +199,6 @@ def render_check(facts: dict[str, Any]) -> str:
 def run_check_command(args: argparse.Namespace) -> int:
     """Print the check of one domain; 0 when the domain was scanned, 3 when the resolver fails
     its check or the vantage point looks broken (nothing is recorded then)."""
-    from scanner.commands.scan import vantage_warning
-
     progress = CheckProgress(args.domain, sys.stderr)
     try:
         facts = check_domain(args, progress)

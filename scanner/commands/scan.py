@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections import Counter
 from typing import Any
@@ -163,8 +164,6 @@ def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
     async def main() -> ScanCounts:
         task = asyncio.current_task()
         assert task is not None
-        from scanner.commands.cli import install_signal_handlers
-
         install_signal_handlers(task)
         trimmer = asyncio.create_task(release_freed_memory())
         try:
@@ -197,3 +196,10 @@ def run_scan_command(config: ScanConfig, *, progress: bool, argv: str) -> int:
     if warning is not None:
         print(warning, file=sys.stderr)
     return 0
+
+
+def install_signal_handlers(task: asyncio.Task[Any]) -> None:
+    """SIGINT/SIGTERM cancel the scan task; the pipeline flushes and marks the manifest."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)

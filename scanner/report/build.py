@@ -9,9 +9,7 @@ escaping in html.py.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from scanner.analysis.compare import compare
-from scanner.analysis.scan_status import scan_warnings
 from scanner.analysis.stats import DOMAIN_CLASSES, MAIL_CLASSES, grouped_stats, survey_stats
 from scanner.report import charts
 from scanner.report.html import chart, count_table, esc, grid_table, num_cell, page, pct
@@ -262,22 +259,3 @@ def write_report(outdirs: Sequence[Path], output: Path) -> Path:
     os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from a web server
     os.replace(tmp, output)
     return output
-
-
-def run_report_command(args: argparse.Namespace) -> int:
-    """Write the HTML report of the given results directories."""
-    for outdir in args.outdirs:
-        if not (outdir / "domains").is_dir():
-            print(f"scanner: error: {outdir} holds no scan results (no domains/ dataset)",
-                  file=sys.stderr)
-            return 2
-    for outdir in args.outdirs:
-        for warning in scan_warnings(outdir):
-            print(f"scanner: {warning}", file=sys.stderr)
-    try:
-        path = write_report(args.outdirs, args.output)
-    except OSError as exc:
-        print(f"scanner: error: cannot write {args.output}: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0

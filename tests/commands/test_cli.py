@@ -22,7 +22,8 @@ from helpers.truth import differences, keyed_domains
 import scanner
 from scanner.analysis.policy import policy_stats
 from scanner.analysis.stats import survey_stats
-from scanner.commands.cli import build_parser, capped_concurrency, main, read_exclusions
+from scanner.commands.cli import build_parser, main
+from scanner.commands.options import capped_concurrency, read_exclusions
 from scanner.config import FLAGS
 from scanner.lab.population.profiles import generate
 from scanner.sink.schema import TRUTH_DOMAIN_COLUMNS

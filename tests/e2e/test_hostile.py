@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from helpers.truth import differences, keyed_domains
 
-from scanner.commands.cli import capped_concurrency
+from scanner.commands.options import capped_concurrency
 from scanner.config import Limits, ScanConfig, Timeouts, TrustStore
 from scanner.lab.population.behaviours import EXPECTED, Behaviour
 from scanner.lab.serve import LabProcess
