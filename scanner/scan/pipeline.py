@@ -46,7 +46,7 @@ from scanner.scan.providers import public_suffix_list
 from scanner.scan.resolver_watch import ResolverWatch, has_dns_failure
 from scanner.scan.resume_check import ResumeCheck, check_resume
 from scanner.scan.rollup import rollup_domain, rollup_duplicate, rollup_excluded, rollup_invalid
-from scanner.scan.summary import HostSummary
+from scanner.scan.summary import HostSummary, load_resume_state
 from scanner.scan.vantage import VantageFailure, VantageWatch, server_spoke
 from scanner.sink.durable import OutputError
 from scanner.sink.manifest import ScanManifest
@@ -232,7 +232,8 @@ class Scan:
                                  manifest.started_at)
         analyser = self._analyser = HostAnalyser(cfg, tls, verifier)
         if cfg.resume:
-            state = writer.load_resume_state()
+            state = load_resume_state(writer.outdir)
+            writer.remember_written(state.certificates)
             self._done_lines = set(state.line_nos)
             written_keys = policies.written_keys(cfg.output) if policies is not None else {}
             for ip, summary in state.hosts.items():

@@ -23,7 +23,6 @@ import pyarrow.parquet as pq
 
 from scanner.config import ScanConfig
 from scanner.model.records import CertificateRecord, DomainMxRecord, DomainRecord, HostRecord
-from scanner.scan.summary import ResumeState, load_resume_state
 from scanner.sink.durable import (
     OutputError,
     describe_os_error,
@@ -42,7 +41,7 @@ from scanner.sink.rows import (
 )
 from scanner.sink.schema import DATASETS
 
-__all__ = ["DatasetWriter", "OutputError", "ResumeState"]
+__all__ = ["DatasetWriter", "OutputError"]
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +111,9 @@ class DatasetWriter:
                 rows[name] = rows.get(name, 0) + count
         return rows
 
-    def load_resume_state(self) -> ResumeState:
-        """What committed parts already hold; certificates in it are not written again."""
-        state = load_resume_state(self.outdir)
-        self._certificates.update(digest_key(sha) for sha in state.certificates)
-        return state
+    def remember_written(self, certificates: Iterable[str]) -> None:
+        """On resume: certificates committed before (their sha256) are not written again."""
+        self._certificates.update(digest_key(sha) for sha in certificates)
 
     # -- appending -----------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from scanner.model.status import (
     StartTlsClass,
     StartTlsStatus,
 )
-from scanner.scan.summary import HostSummary
+from scanner.scan.summary import HostSummary, load_resume_state
 from scanner.sink.dataset import committed_rows, read_dataset, read_manifest
 from scanner.sink.durable import OutputError, read_commits
 from scanner.sink.manifest import ScanManifest
@@ -280,7 +280,8 @@ def test_resume_state_holds_written_domains_hosts_and_certificates(tmp_path: Pat
         add_scanned_domain(writer, 2, "b.test", plain_host)
         writer.append_domain(make_domain(5, None, StartTlsClass.INVALID))
     writer = DatasetWriter(tmp_path, resume=True)
-    state = writer.load_resume_state()
+    state = load_resume_state(tmp_path)
+    writer.remember_written(state.certificates)
     assert state.line_nos == {1, 2, 5}
     assert state.domains == {"a.test", "b.test"}
     assert state.hosts == {"192.0.2.1": HostSummary.from_record(tls_host),
@@ -305,7 +306,7 @@ def test_host_summary_from_record() -> None:
 def test_resume_of_an_empty_directory_starts_fresh(tmp_path: Path) -> None:
     writer = DatasetWriter(tmp_path / "new", resume=True)
     assert not writer.resumed
-    assert writer.load_resume_state().line_nos == frozenset()
+    assert load_resume_state(writer.outdir).line_nos == frozenset()
 
 
 # -- refusing and failing ----------------------------------------------------------------------
