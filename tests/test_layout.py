@@ -188,6 +188,26 @@ def test_packages_say_what_they_own_and_import_nothing() -> None:
             assert all(isinstance(n, ast.Expr) for n in tree.body), f"{path}: keep it light"
 
 
+def printing_modules(root: Path) -> list[str]:
+    """Modules outside the commands and the lab (a program of its own) that print or write
+    to sys.stdout / sys.stderr."""
+    found = []
+    for module, path in module_names(root).items():
+        if unit_of(module) in (None, "scanner.commands") or module.startswith("scanner.lab"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Name) and node.id == "print") or (
+                    isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr")
+                    and isinstance(node.value, ast.Name) and node.value.id == "sys"):
+                found.append(f"{module}:{node.lineno}")
+    return sorted(set(found))
+
+
+def test_only_the_commands_print() -> None:
+    found = printing_modules(ROOT)
+    assert not found, f"print or sys.stdout/stderr outside scanner.commands: {found}"
+
+
 def _plant(root: Path, files: Mapping[str, str]) -> None:
     for name, text in files.items():
         path = root / name
@@ -195,7 +215,7 @@ def _plant(root: Path, files: Mapping[str, str]) -> None:
         path.write_text(text)
 
 
-def test_the_checks_catch_a_planted_upward_import_and_cycle(tmp_path: Path) -> None:
+def test_the_checks_catch_planted_violations(tmp_path: Path) -> None:
     _plant(tmp_path, {
         "scanner/__init__.py": "",
         "scanner/sink/__init__.py": "",
@@ -210,6 +230,8 @@ def test_the_checks_catch_a_planted_upward_import_and_cycle(tmp_path: Path) -> N
         "scanner/lab/serve.py": "import scanner.commands.cli\n",
         "scanner/model/__init__.py": "",
         "scanner/model/records.py": "from scanner.lab import serve\n",
+        "scanner/scan/__init__.py": "",
+        "scanner/scan/pipeline.py": "import sys\nprint('hi', file=sys.stderr)\n",
     })
     graph = import_graph(tmp_path)
     assert upward_imports(graph) == [
@@ -222,3 +244,4 @@ def test_the_checks_catch_a_planted_upward_import_and_cycle(tmp_path: Path) -> N
         ["scanner.commands.cli", "scanner.sink.parquet"],
         ["scanner.sink.rows", "scanner.sink.schema"],
     ]
+    assert printing_modules(tmp_path) == ["scanner.scan.pipeline:2"]
