@@ -1,4 +1,4 @@
-"""python -m scanner -> cli.entry()."""
+"""python -m scanner -> commands.cli.entry()."""
 
 from scanner.commands.cli import entry
 

@@ -3,7 +3,7 @@
 RFC 5321 §5.1: the MX records, by preference; with no MX (NODATA), the domain itself is the
 one mail host (implicit MX) if it has an address. RFC 7505: a null MX (`0 .`) means the domain
 accepts no mail. Every failure is a status on the record, never an exception. The c-ares channel
-and its quirks (adaptive timeouts, query cache, TCP fallback) are in `dns_channel.py`.
+and its quirks (adaptive timeouts, query cache, TCP fallback) are in `channel.py`.
 """
 
 from __future__ import annotations

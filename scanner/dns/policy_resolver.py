@@ -37,7 +37,7 @@ _AD = int(dns.flags.AD)  # a plain int: IntFlag arithmetic builds an enum member
 @dataclass(frozen=True, slots=True)
 class PolicyAnswer:
     """One lookup: status, the records (dnspython rdata; from a UDP reply, TXT records as
-    `dns_reply.TxtStrings`), and the AD bit of the answer."""
+    `reply.TxtStrings`), and the AD bit of the answer."""
 
     status: DnsStatus
     records: tuple[object, ...] = ()

@@ -1,6 +1,6 @@
 """What a policy lookup's UDP reply says: its rcode and flags, and the records that answer it.
 
-The stub (`dns_udp.py`) sends the queries and matches each reply to its question; this module
+The stub (`udp.py`) sends the queries and matches each reply to its question; this module
 reads the reply. A reply without answer records is read from its 12-byte header alone (RFC
 1035 §4.1.1); one with records through dnspython's wire parser, without building a message
 (`_chain_end`), and a TXT record's strings without building its rdata (`TxtStrings`). An

@@ -2,7 +2,7 @@
 
 A resolver broken at our end (one that answers NXDOMAIN, SERVFAIL or REFUSED to everything, or
 NOERROR without records) turns every surveyed domain into a DNS failure that reads like a fact
-about the domain. So before the first domain, and again during the scan (`resolver_watch.py`),
+about the domain. So before the first domain, and again during the scan (`scan/resolver_watch.py`),
 each configured resolver (or each of the system's) is asked alone, on a fresh c-ares channel
 (the client the scan's MX lookups use), with no cache:
 

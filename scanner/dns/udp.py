@@ -4,7 +4,7 @@ dnspython's async resolver opens a socket, builds a message and runs its resolut
 for every query: at ~1 ms CPU each, the policy lookups (four TXT per domain, TLSA per MX host)
 were 60 % of a national survey's CPU (py-spy, benchmarks/RESULTS.md). This stub writes the
 query bytes directly, keeps one socket per server for the whole scan, and hands the reply to
-dnspython's wire parser (`dns_reply.py`); a truncated (TC) answer is asked again over TCP by
+dnspython's wire parser (`reply.py`); a truncated (TC) answer is asked again over TCP by
 dnspython. A reply with no answer records (NXDOMAIN, NODATA, SERVFAIL: most policy lookups) is
 read from its 12-byte header alone (RFC 1035 §4.1.1) and never parsed.
 

@@ -3,7 +3,7 @@ back until it has passed.
 
 A resolver can break mid-scan (its upstream lost, a forwarder restarted with a bad
 configuration): from then on every domain comes back as a DNS failure that reads like a fact.
-The watch asks the resolver check's questions (`resolver_check.py`) again every `every_s`
+The watch asks the resolver check's questions (`dns/resolver_check.py`) again every `every_s`
 seconds, and at once when `HOLD_ROWS` domain rows wait for it. A domain row that holds a DNS
 failure (the MX lookup or an MX host's address lookup not answered with records; a TXT, TLSA or
 MTA-STS address lookup failed) -- what a broken resolver makes of every domain -- is written

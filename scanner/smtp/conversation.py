@@ -2,7 +2,7 @@
 
 Connect, read the final `220 ` greeting, EHLO, STARTTLS when offered, TLS handshake, EHLO again,
 QUIT. Never MAIL, RCPT or DATA. Each step runs under its own timeout inside the per-address
-deadline; every outcome becomes a status (classified in `smtp_status`), and the record keeps
+deadline; every outcome becomes a status (classified in `status.py`), and the record keeps
 what was learned before the conversation ended. Replies are bounded by aiosmtplib's protocol
 (8 KiB per line, 32 KiB per reply).
 """

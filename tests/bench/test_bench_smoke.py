@@ -210,7 +210,7 @@ def test_measured_children_start_from_current_bytecode() -> None:
 
     # a module edited since its .pyc was written (or never compiled): the measured process
     # would compile it at every start, where PYTHONDONTWRITEBYTECODE is set
-    sources = [ROOT / "scanner" / "gc_policy.py", ROOT / "benchmarks" / "floor.py"]
+    sources = [ROOT / "scanner" / "scan" / "gc_policy.py", ROOT / "benchmarks" / "floor.py"]
     for source in sources:
         Path(importlib.util.cache_from_source(str(source))).unlink(missing_ok=True)
     env = common.scanner_env()

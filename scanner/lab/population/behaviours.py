@@ -1,7 +1,7 @@
 """The lab's catalogue of mail-server behaviours and what a correct scan must record for each.
 
-This is the contract between the lab (which implements each behaviour in `smtp_server.py`) and the
-ground truth (which `population.py` writes from `EXPECTED`). Status values are the scanner's own
+This is the contract between the lab (which implements each behaviour in `servers/smtp.py`) and the
+ground truth (which `builder.py` writes from `EXPECTED`). Status values are the scanner's own
 vocabulary (`scanner.model.status`), so a scan and the truth compare by equality.
 
 Timing-based behaviours assume the scan's timeouts are larger than the lab's `greet_pause_s` and

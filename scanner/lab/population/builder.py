@@ -1,8 +1,8 @@
 """A seeded lab population: domains under `.test`, their MX sets, and the hosts behind them.
 
 `generate(profile, n_domains, seed)` (profiles in `profiles.py`) returns a `Population`; from it
-`build_zone` makes the DNS data and `truth.py` the ground truth. Everything random comes from one
-`random.Random` seeded by (profile, seed), so a seed always yields the same population.
+`build_zone` makes the DNS data and `truth/tables.py` the ground truth. Everything random comes
+from one `random.Random` seeded by (profile, seed), so a seed always yields the same population.
 """
 
 from __future__ import annotations

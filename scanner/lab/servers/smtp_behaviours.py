@@ -1,4 +1,5 @@
-"""What each lab host says: a plain ESMTP dialogue and the deliberate failures of behaviours.py.
+"""What each lab host says: a plain ESMTP dialogue and the deliberate failures of behaviours.py
+(scanner.lab.population).
 
 Every reply waits `host.latency_ms` first. Hosts that never send a complete line (tarpit, trickle,
 endless_reply, long_line, garbage) keep reading the client until it leaves, so a scan that gives

@@ -4,8 +4,8 @@
 `DIR/truth/hosts.parquet` one row per host, with the scanner's own column names
 (`TRUTH_DOMAIN_COLUMNS`, `TRUTH_HOST_COLUMNS`) plus `behaviour`, `dns_case` and a few helpers,
 so a scan and the truth join on `domain` and on `ip` and compare by equality.
-The per-domain classes follow `rollup.py`: counted over (MX host, address) pairs, the classes
-over pairs whose EHLO completed.
+The per-domain classes follow the scanner's `scan/rollup.py`: counted over (MX host, address)
+pairs, the classes over pairs whose EHLO completed.
 """
 
 from __future__ import annotations
