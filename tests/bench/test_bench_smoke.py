@@ -295,3 +295,31 @@ def test_benchmarks_contact_only_the_hosts_a_lab_serves(fake_internet) -> None: 
     assert sorted(served) == sorted(ip for ip, b in zip(truth.column("ip").to_pylist(),
                                                         behaviours, strict=True) if b is not None)
     assert all(ipaddress.ip_address(ip).is_loopback for ip in served)
+
+
+def test_same_rows_scans_both_sides_of_one_lab_and_shows_a_changed_row(
+        small_lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import same_rows
+    from helpers.results import altered_copy
+
+    monkeypatch.setattr(survey, "BENCH_TIMEOUTS", (
+        "--timeout-dns", "1", "--timeout-greeting", "1.5", "--deadline", "5"))
+    # the working tree against a copy of itself: a directory side, as a detached tree would be
+    assert same_rows.main([str(ROOT), ".", "--lab", str(small_lab.directory), "--sample", "60",
+                           "--work", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["domains", "domain_mx", "hosts", "certificates"]
+    assert all(line.endswith("same") for line in lines)
+    old, new = tmp_path / "same-rows-old", tmp_path / "same-rows-new"
+    assert (old / "manifest.json").is_file() and (new / "manifest.json").is_file()
+    # a changed value is found; a changed timing column is not
+    banner = altered_copy(new, tmp_path / "banner", "hosts",
+                          lambda rows: [{**rows[0], "banner": "changed"}, *rows[1:]])
+    assert same_rows.main(["--compare", str(old), str(banner)]) == 1
+    found = [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert [line.endswith("same") for line in found] == [True, True, False, True]
+    assert found[2].startswith("hosts") and found[2].endswith("1 only in old, 1 only in new")
+    timing = altered_copy(new, tmp_path / "timing", "hosts",
+                          lambda rows: [{**r, "total_ms": 1, "mx_hostnames": []} for r in rows])
+    assert same_rows.main(["--compare", str(old), str(timing)]) == 0
