@@ -1,6 +1,6 @@
 """CPU per MX query through the scanner's c-ares channel, with c-ares' query cache off and on.
 
-The scanner turns c-ares' query cache off (`scanner.dns_channel.without_query_cache`): within a
+The scanner turns c-ares' query cache off (`scanner.dns.channel.without_query_cache`): within a
 scan each name is asked about once, so storing every answer only costs. This measures what it
 costs: the same MX queries for a running lab's domains, asked through `DnsChannel` with the
 cache off (as the scanner does) and on (as pycares leaves it), in alternating rounds within
@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import append_row, commit, emit, machine, own_cpu_s, today  # noqa: E402
 
-from scanner import dns_channel, event_loop  # noqa: E402
 from scanner.config import EVENT_LOOPS, Limits, Timeouts  # noqa: E402
+from scanner.dns import channel as dns_channel  # noqa: E402
+from scanner.scan import event_loop  # noqa: E402
 
 SIDES = ("off", "on")
 

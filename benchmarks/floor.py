@@ -51,9 +51,9 @@ from common import (  # noqa: E402
     today,
 )
 
-from scanner import event_loop  # noqa: E402
 from scanner.config import EVENT_LOOPS, Limits  # noqa: E402
-from scanner.dns_udp import question_wire  # noqa: E402
+from scanner.dns.udp import question_wire  # noqa: E402
+from scanner.scan import event_loop  # noqa: E402
 
 
 def _context() -> ssl.SSLContext:

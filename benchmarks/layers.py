@@ -56,13 +56,14 @@ from common import (  # noqa: E402
     today,
 )
 
-from scanner import event_loop  # noqa: E402
-from scanner.cli import build_parser, config_from_args  # noqa: E402
+from scanner.commands.cli import build_parser  # noqa: E402
+from scanner.commands.options import config_from_args  # noqa: E402
 from scanner.config import EVENT_LOOPS, ScanConfig  # noqa: E402
-from scanner.probe import HostAnalyser  # noqa: E402
-from scanner.records import ProbeTarget, SmtpProbe  # noqa: E402
-from scanner.smtp import SmtpProber  # noqa: E402
-from scanner.status import HandshakeStatus  # noqa: E402
+from scanner.model.records import ProbeTarget, SmtpProbe  # noqa: E402
+from scanner.model.status import HandshakeStatus  # noqa: E402
+from scanner.scan import event_loop  # noqa: E402
+from scanner.scan.probe import HostAnalyser  # noqa: E402
+from scanner.smtp.conversation import SmtpProber  # noqa: E402
 from scanner.tls.context import make_probe_context  # noqa: E402
 from scanner.tls.verify import ChainVerifier  # noqa: E402
 

@@ -33,9 +33,9 @@ from common import (  # noqa: E402
 )
 from truth_check import check_against_truth, connection_report  # noqa: E402
 
-from scanner import event_loop  # noqa: E402
 from scanner.config import EVENT_LOOPS  # noqa: E402
 from scanner.lab.serve import LabProcess  # noqa: E402
+from scanner.scan import event_loop  # noqa: E402
 
 #: Realistic survey timeouts, shorter than the CLI's defaults (which are for the real internet).
 BENCH_TIMEOUTS = ("--timeout-dns", "2", "--timeout-connect", "5", "--timeout-greeting", "10",

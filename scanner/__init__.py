@@ -1,4 +1,8 @@
-"""STARTTLS survey scanner: domains -> MX -> SMTP/STARTTLS -> TLS and certificates -> Parquet."""
+"""STARTTLS survey scanner: domains -> MX -> SMTP/STARTTLS -> TLS and certificates -> Parquet.
+
+Packages by concern, imported one way (tests/test_layout.py): model < config < sink <
+{inputs, dns, tls} < smtp < policy < scan < analysis < report < commands; the lab apart.
+"""
 
 import os
 

@@ -1,5 +1,5 @@
-"""python -m scanner -> cli.entry()."""
+"""python -m scanner -> commands.cli.entry()."""
 
-from scanner.cli import entry
+from scanner.commands.cli import entry
 
 entry()

@@ -1,4 +1,4 @@
-"""ScanConfig: the one configuration object, built by cli.py and passed down.
+"""ScanConfig: the one configuration object, built by commands/options.py and passed down.
 
 Defaults sit in the dataclasses, checks in __post_init__, and the whole object goes into the
 manifest (`to_json`), so every result set says how it was produced.
@@ -16,7 +16,7 @@ from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-#: `--loop` values (scanner/event_loop.py); "auto" is uvloop when installed, else asyncio.
+#: `--loop` values (scanner/scan/event_loop.py); "auto" is uvloop when installed, else asyncio.
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 
@@ -175,7 +175,7 @@ class ResolverCheck:
 
 @dataclass(frozen=True, slots=True)
 class ScanConfig:
-    """Everything a scan needs; nothing below cli.py reads arguments or the environment."""
+    """Everything a scan needs; nothing below commands/ reads arguments or the environment."""
 
     output: Path
     inputs: tuple[Path, ...] = ()

@@ -14,6 +14,9 @@ import pytest
 from scanner.config import Limits, ScanConfig, Timeouts, TrustStore
 from scanner.lab.serve import LabProcess
 
+#: fixtures shared by test folders: the small trusted PKI of tests/tls and tests/scan
+pytest_plugins = ["helpers.pki"]
+
 LAB_PROFILE, LAB_DOMAINS, LAB_SEED = "mixed", 200, 1
 
 

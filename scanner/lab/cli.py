@@ -85,7 +85,7 @@ def add_lab_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 def run_lab_command(args: argparse.Namespace) -> int:
     """Run `lab serve` or `lab worker` until SIGINT/SIGTERM; 0 on a clean stop."""
     if args.lab_command == "worker":
-        from scanner.lab.workers import run_worker
+        from scanner.lab.servers.workers import run_worker
 
         code: int = asyncio.run(run_worker(args.hosts_file, args.dir, args.smtp_port,
                                            greet_pause_s=args.greet_pause,

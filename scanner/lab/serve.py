@@ -27,16 +27,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import scanner
-from scanner.lab.control import control_request, server_address, start_control_server
-from scanner.lab.dns_server import Zone, start_dns_server
-from scanner.lab.https_server import start_sts_server
-from scanner.lab.pki import LabPki
-from scanner.lab.policies import StsResponse, add_tlsa_to_zone, sts_response
-from scanner.lab.population import Population, build_zone, mx_names
-from scanner.lab.profiles import generate
-from scanner.lab.strip_proxy import start_strip_proxy
-from scanner.lab.truth import write_truth
-from scanner.lab.workers import make_handler, start_fleets
+from scanner.lab.population.builder import Population, build_zone, mx_names
+from scanner.lab.population.pki import LabPki
+from scanner.lab.population.policies import StsResponse, add_tlsa_to_zone, sts_response
+from scanner.lab.population.profiles import generate
+from scanner.lab.servers.control import control_request, server_address, start_control_server
+from scanner.lab.servers.dns import Zone, start_dns_server
+from scanner.lab.servers.https import start_sts_server
+from scanner.lab.servers.strip_proxy import start_strip_proxy
+from scanner.lab.servers.workers import make_handler, start_fleets
+from scanner.lab.truth.tables import write_truth
 
 LAB_JSON = "lab.json"
 MAX_STRIPPED_HOSTS = 1000

@@ -22,8 +22,7 @@ from types import TracebackType
 import pyarrow.parquet as pq
 
 from scanner.config import ScanConfig
-from scanner.packed_keys import PackedKeys, digest_key
-from scanner.records import CertificateRecord, DomainMxRecord, DomainRecord, HostRecord
+from scanner.model.records import CertificateRecord, DomainMxRecord, DomainRecord, HostRecord
 from scanner.sink.durable import (
     OutputError,
     describe_os_error,
@@ -32,6 +31,7 @@ from scanner.sink.durable import (
     open_new,
     part_name,
 )
+from scanner.sink.packed_keys import PackedKeys, digest_key
 from scanner.sink.rows import (
     ColumnBuffer,
     append_certificate,
@@ -40,9 +40,8 @@ from scanner.sink.rows import (
     append_host,
 )
 from scanner.sink.schema import DATASETS
-from scanner.sink.summary import ResumeState, load_resume_state
 
-__all__ = ["DatasetWriter", "OutputError", "ResumeState"]
+__all__ = ["DatasetWriter", "OutputError"]
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +111,9 @@ class DatasetWriter:
                 rows[name] = rows.get(name, 0) + count
         return rows
 
-    def load_resume_state(self) -> ResumeState:
-        """What committed parts already hold; certificates in it are not written again."""
-        state = load_resume_state(self.outdir)
-        self._certificates.update(digest_key(sha) for sha in state.certificates)
-        return state
+    def remember_written(self, certificates: Iterable[str]) -> None:
+        """On resume: certificates committed before (their sha256) are not written again."""
+        self._certificates.update(digest_key(sha) for sha in certificates)
 
     # -- appending -----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from scanner.records import CertificateRecord, DomainMxRecord, DomainRecord, HostRecord
+from scanner.model.records import CertificateRecord, DomainMxRecord, DomainRecord, HostRecord
 from scanner.sink.schema import DATASETS
 
 #: The record each dataset is made of.

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
-from scanner.lru import LruMemo
-from scanner.records import CertificateRecord
+from scanner.model.records import CertificateRecord
+from scanner.tls.lru import LruMemo
 
 if TYPE_CHECKING:  # a type only: the runtime class is looked up once, quietly, below
     from cryptography.hazmat.primitives.asymmetric.dsa import DSAPublicKey

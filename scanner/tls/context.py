@@ -13,7 +13,7 @@ import warnings
 import weakref
 from typing import Any
 
-from scanner.records import TlsFacts
+from scanner.model.records import TlsFacts
 from scanner.tls.handshake import (
     HANDSHAKE_CONTENT_TYPE,
     SERVER_HELLO,

@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
-from scanner.dh_primes import ffdhe_group_name
-from scanner.records import TlsFacts
+from scanner.model.records import TlsFacts
+from scanner.tls.dh_primes import ffdhe_group_name
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,8 @@ from cryptography.x509.verification import (
 )
 
 from scanner.config import ConfigError, TrustStore
-from scanner.lru import LruMemo
-from scanner.records import ChainVerdict
-from scanner.status import ChainStatus
+from scanner.model.records import ChainVerdict
+from scanner.model.status import ChainStatus
 from scanner.tls.certs import (
     DSA_PUBLIC_KEY,
     is_self_signed,
@@ -38,6 +37,7 @@ from scanner.tls.certs import (
     quiet_cryptography,
     signature_verifies,
 )
+from scanner.tls.lru import LruMemo
 
 log = logging.getLogger(__name__)
 
